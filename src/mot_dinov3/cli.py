@@ -1,0 +1,181 @@
+"""Command line: ``mot-dinov3 [track] --source ...`` and ``mot-dinov3 eval --gt-root ... --res-dir ...``.
+
+Flags become config dataclasses; :class:`~mot_dinov3.errors.UserError` becomes a one-line message and
+exit code 2 (full traceback with ``--debug``); an interrupted run exits 130 after printing its summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+from pathlib import Path
+
+from mot_dinov3 import __version__
+from mot_dinov3.config import (DEFAULT_DINO_MODEL, DetectorConfig, EmbedderConfig, OutputConfig, RunConfig,
+                               SchedulerConfig, TrackerConfig)
+from mot_dinov3.errors import UserError
+
+EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
+
+
+def parse_classes(text: str | None) -> list[int] | None:
+    """``"0,2"`` -> ``[0, 2]``; empty or ``None`` -> ``None`` (all classes).
+
+    Raises:
+        UserError: not a comma-separated list of non-negative integers.
+    """
+    if text is None or not text.strip():
+        return None
+    try:
+        ids = [int(p) for p in text.replace(" ", "").split(",") if p != ""]
+    except ValueError:
+        ids = [-1]
+    if not ids or any(i < 0 for i in ids):
+        raise UserError(f'--classes "{text}": expected comma-separated class ids, e.g. --classes "0,2"')
+    return ids
+
+
+def track_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="mot-dinov3",
+        description="Track objects in a video, a MOTChallenge sequence or an image folder: YOLO detection, "
+                    "scheduled appearance embeddings, IoU + cosine tracking. Subcommand: 'mot-dinov3 eval'.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    g = p.add_argument_group("input / output")
+    g.add_argument("--source", required=True, help="video file, MOTChallenge sequence folder or image folder")
+    g.add_argument("--output", default="outputs/tracked.mp4", help="annotated video (.mp4/.avi); '' for none")
+    g.add_argument("--save-mot", metavar="PATH", help="write MOTChallenge txt results")
+    g.add_argument("--save-json", metavar="PATH", help="write the run summary as JSON")
+    g.add_argument("--fps", type=float, help="output video fps (default: the source fps)")
+    g.add_argument("--max-frames", type=int, help="stop after this many frames")
+    g.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    g = p.add_argument_group("detector")
+    g.add_argument("--det", default="yolov8n.pt", metavar="MODEL_OR_PATH",
+                   help="Ultralytics weights or exported model folder; also looked up in $MOT_DINOV3_WEIGHTS")
+    g.add_argument("--conf", type=float, default=0.3, help="detection confidence threshold")
+    g.add_argument("--imgsz", type=int, default=960, help="detector input size, pixels")
+    g.add_argument("--classes", help='keep only these class ids, e.g. "0" (person) or "0,2"')
+    g.add_argument("--cpu", action="store_true", help="force CPU for every model")
+    g.add_argument("--device", help="torch device, e.g. cuda:0 (default: CUDA if available)")
+    g = p.add_argument_group("embeddings")
+    g.add_argument("--embedder", default="dino", help="backend: dino, onnx, yolo")
+    g.add_argument("--embed-model", metavar="ID_OR_PATH", help="model for the backend (overrides --dinov3)")
+    g.add_argument("--dinov3", default=DEFAULT_DINO_MODEL, metavar="MODEL_ID", help="dino backend model id or folder")
+    g.add_argument("--fallback-open", action="store_true",
+                   help="if the DINOv3 model is gated, unsupported or unreachable, use facebook/dinov2-base")
+    g.add_argument("--pool", choices=("cls", "mean"), default="cls", help="dino: CLS token or mean of patch tokens")
+    g.add_argument("--crop-pad", type=float, default=0.12, help="padding fraction around each box for crops")
+    g.add_argument("--crop-square", action=argparse.BooleanOptionalAction, default=True,
+                   help="expand crops to the model input's aspect ratio (square for ViTs) instead of stretching")
+    g = p.add_argument_group("embedding scheduler")
+    g.add_argument("--embed-refresh", type=int, default=5, help="refresh a stable track's embedding every N frames")
+    g.add_argument("--embed-iou-gate", type=float, default=0.6, help="IoU with a track >= gate: eligible for reuse")
+    g.add_argument("--embed-overlap-thr", type=float, default=0.2, help="det-det IoU above this: crowded (critical)")
+    g.add_argument("--embed-budget-ms", type=float, default=0.0, help="per-frame ms for refresh work (0 = unlimited)")
+    g.add_argument("--embed-all", action="store_true", help="no scheduling: embed every detection every frame")
+    g = p.add_argument_group("tracker")
+    g.add_argument("--tracker-config", metavar="YAML", help="tracker thresholds (keys as in configs/default.yaml)")
+    g.add_argument("--no-hungarian", action="store_true", help="greedy assignment instead of Hungarian")
+    g = p.add_argument_group("drawing")
+    g.add_argument("--draw-lost", action="store_true", help="also draw lost tracks (grey, at the prediction)")
+    g.add_argument("--line-thickness", type=int, help="box line thickness, px (default: from image size)")
+    g.add_argument("--font-scale", type=float, help="label font scale (default: from image size)")
+    p.add_argument("--debug", action="store_true", help="show full tracebacks")
+    p.add_argument("--version", action="version", version=f"mot-dinov3 {__version__}")
+    return p
+
+
+def eval_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mot-dinov3 eval",
+                                description="HOTA / CLEAR / Identity metrics of MOTChallenge results (TrackEval).")
+    p.add_argument("--gt-root", required=True, help="folder holding <seq>/gt/gt.txt (searched recursively)")
+    p.add_argument("--res-dir", required=True, help="folder holding <seq>.txt results")
+    p.add_argument("--seqs", nargs="+", help="only these sequences (default: every sequence with gt)")
+    p.add_argument("--save-json", metavar="PATH", help="write the metrics as JSON")
+    p.add_argument("--debug", action="store_true", help="show full tracebacks")
+    return p
+
+
+def build_run_config(a: argparse.Namespace) -> RunConfig:
+    """Turn parsed ``track`` flags into a :class:`RunConfig` (validating cheap things first)."""
+    from mot_dinov3.features.factory import check_name
+
+    check_name(a.embedder)
+    device = "cpu" if a.cpu else a.device
+    if a.embed_refresh < 1:
+        raise UserError(f"--embed-refresh {a.embed_refresh}: must be >= 1 frame")
+    tracker = TrackerConfig.from_yaml(a.tracker_config) if a.tracker_config else TrackerConfig()
+    if a.no_hungarian:
+        tracker.use_hungarian = False
+    return RunConfig(
+        source=a.source,
+        detector=DetectorConfig(model=a.det, conf=a.conf, imgsz=a.imgsz, classes=parse_classes(a.classes),
+                                device=device),
+        embedder=EmbedderConfig(name=a.embedder, model=a.embed_model or (a.dinov3 if a.embedder == "dino" else None),
+                                fallback_open=a.fallback_open, pooling=a.pool, crop_pad=a.crop_pad,
+                                crop_square=a.crop_square, device=device),
+        scheduler=SchedulerConfig(refresh_every=a.embed_refresh, iou_gate=a.embed_iou_gate,
+                                  overlap_thr=a.embed_overlap_thr, budget_ms=a.embed_budget_ms,
+                                  embed_all=a.embed_all),
+        tracker=tracker,
+        output=OutputConfig(video=a.output or None, mot_txt=a.save_mot, json=a.save_json, fps=a.fps,
+                            draw_lost=a.draw_lost, line_thickness=a.line_thickness, font_scale=a.font_scale,
+                            progress=not a.no_progress),
+        max_frames=a.max_frames,
+    )
+
+
+def _track(argv: list[str]) -> int:
+    from mot_dinov3 import pipeline
+
+    args = track_parser().parse_args(argv)
+    return _guard(args.debug, lambda: _finish(pipeline.run(build_run_config(args))))
+
+
+def _finish(summary) -> int:
+    print(summary.text())
+    return EXIT_INTERRUPTED if summary.interrupted else 0
+
+
+def _eval(argv: list[str]) -> int:
+    from mot_dinov3.evaluate import evaluate, format_table
+
+    args = eval_parser().parse_args(argv)
+
+    def go() -> int:
+        table = evaluate(args.gt_root, args.res_dir, args.seqs)
+        print(format_table(table))
+        if args.save_json:
+            Path(args.save_json).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.save_json).write_text(json.dumps(table, indent=2))
+        return 0
+
+    return _guard(args.debug, go)
+
+
+def _guard(debug: bool, fn) -> int:
+    try:
+        return fn()
+    except UserError as exc:
+        if debug:
+            traceback.print_exc()
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``mot-dinov3`` console script and ``python cli.py``."""
+    from dotenv import load_dotenv
+
+    load_dotenv(Path.cwd() / ".env")  # HF_TOKEN and friends; real environment variables win
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "eval":
+        return _eval(argv[1:])
+    if argv and argv[0] == "track":
+        argv = argv[1:]
+    return _track(argv)

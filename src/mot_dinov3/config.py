@@ -1,0 +1,189 @@
+"""Run configuration: one dataclass per stage, filled by the CLI (or by Python callers).
+
+Every stage takes its own config and nothing else, so a stage can be built and tested alone.
+Tracker thresholds can also come from a YAML file whose keys reuse the BoT-SORT / Ultralytics names
+(``track_high_thresh``, ``track_buffer``, ``appearance_thresh`` ...); see ``configs/default.yaml``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from mot_dinov3.errors import UserError
+
+DEFAULT_DINO_MODEL = "facebook/dinov3-vitb16-pretrain-lvd1689m"
+OPEN_FALLBACK_MODEL = "facebook/dinov2-base"
+
+
+@dataclass
+class DetectorConfig:
+    """Ultralytics YOLO detector settings.
+
+    Attributes:
+        model: weights file, exported model folder (e.g. OpenVINO) or an official name (``yolov8n.pt``).
+        conf: minimum detection confidence in [0, 1].
+        imgsz: inference size in pixels (long side).
+        classes: COCO class ids to keep; ``None`` keeps all.
+        device: torch device string (``"cpu"``, ``"cuda:0"``); ``None`` lets Ultralytics choose.
+        capture_features: also return the Detect head's input features per detection (``--embedder yolo``).
+    """
+
+    model: str = "yolov8n.pt"
+    conf: float = 0.3
+    imgsz: int = 960
+    classes: list[int] | None = None
+    device: str | None = None
+    capture_features: bool = False
+
+
+@dataclass
+class EmbedderConfig:
+    """Appearance embedding backend settings.
+
+    Attributes:
+        name: backend name from :func:`mot_dinov3.features.factory.available` (``dino``, ``onnx``, ``yolo``).
+        model: model id or path for the backend (for ``dino``: a Hugging Face id or a local folder).
+        fallback_open: ``dino`` only: switch to ``facebook/dinov2-base`` when the model is gated,
+            unsupported by the installed transformers, or unreachable.
+        pooling: ``dino`` only: ``"cls"`` (CLS token) or ``"mean"`` (mean of patch tokens).
+        crop_pad: fraction of the box width/height added on each side before cropping.
+        crop_square: expand each crop to the model input's aspect ratio (square for ViTs) instead of
+            stretching the box when it is resized.
+        batch_size: crops per forward pass.
+        device: torch device for torch backends (``None``: CUDA when available, else CPU).
+    """
+
+    name: str = "dino"
+    model: str | None = None
+    fallback_open: bool = False
+    pooling: str = "cls"
+    crop_pad: float = 0.12
+    crop_square: bool = True
+    batch_size: int = 32
+    device: str | None = None
+
+
+@dataclass
+class SchedulerConfig:
+    """Embedding scheduler settings (see :mod:`mot_dinov3.scheduler`).
+
+    Attributes:
+        refresh_every: a stable track's embedding is due for refresh when it is this many frames old.
+        iou_gate: a detection whose best IoU with the active tracks' predicted boxes is below this
+            is critical (weak continuity).
+        overlap_thr: a detection whose IoU with another detection is above this is critical (crowded).
+        budget_ms: per-frame milliseconds for refresh work; 0 means unlimited. Critical work ignores it.
+        embed_all: compute every detection's embedding every frame (the baseline, scheduling off).
+        ema_alpha: weight of the newest measurement in the ms-per-crop moving average.
+    """
+
+    refresh_every: int = 5
+    iou_gate: float = 0.6
+    overlap_thr: float = 0.2
+    budget_ms: float = 0.0
+    embed_all: bool = False
+    ema_alpha: float = 0.3
+
+
+@dataclass
+class TrackerConfig:
+    """Tracker thresholds. Key names follow BoT-SORT / Ultralytics ``botsort.yaml``.
+
+    Attributes:
+        track_high_thresh: detections at or above this confidence take part in the first association.
+        track_low_thresh: detections between this and ``track_high_thresh`` take part in the second,
+            IoU-only association (ByteTrack, arXiv 2110.06864); below it they are dropped.
+        new_track_thresh: an unmatched detection starts a track only at or above this confidence.
+        track_buffer: frames a lost track is kept for re-identification, at 30 fps; scaled by the real fps.
+        match_thresh: maximum fused cost for a first-stage match (1 - IoU units).
+        second_match_thresh: maximum cost (1 - IoU) for a second-stage match.
+        proximity_thresh: appearance is only trusted for pairs with IoU above ``1 - proximity_thresh``.
+        appearance_thresh: appearance is only trusted for pairs with cosine distance below this.
+        reid_thresh: maximum cosine distance for re-identifying a lost track from appearance alone.
+        reid_max_dist: maximum centroid distance, as a fraction of the image width, for that re-identification.
+        fuse_score: multiply IoU similarity by detection confidence (BoT-SORT ``fuse_score``).
+        alpha: EMA factor for a track's embedding: ``e = alpha * e + (1 - alpha) * new``.
+        min_hits: consecutive matches before a tentative track is confirmed (frame 1 confirms at once).
+        use_hungarian: optimal assignment (``scipy.optimize.linear_sum_assignment``); else greedy.
+    """
+
+    track_high_thresh: float = 0.5
+    track_low_thresh: float = 0.1
+    new_track_thresh: float = 0.6
+    track_buffer: int = 30
+    match_thresh: float = 0.8
+    second_match_thresh: float = 0.5
+    proximity_thresh: float = 0.5
+    appearance_thresh: float = 0.25
+    reid_thresh: float = 0.25
+    reid_max_dist: float = 0.25
+    fuse_score: bool = True
+    alpha: float = 0.9
+    min_hits: int = 2
+    use_hungarian: bool = True
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> TrackerConfig:
+        """Load a tracker config; unknown keys are an error so typos do not pass silently.
+
+        Raises:
+            UserError: the file is missing, is not a YAML mapping, or has unknown keys.
+        """
+        p = Path(path)
+        if not p.is_file():
+            raise UserError(f"tracker config not found: {p}; pass --tracker-config with a YAML file "
+                            "(see configs/default.yaml)")
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise UserError(f"tracker config {p} is not valid YAML ({exc.__class__.__name__}); fix the file") from exc
+        if not isinstance(data, dict):
+            raise UserError(f"tracker config {p} must be a mapping of key: value")
+        known = {f.name for f in dataclasses.fields(cls)}
+        data.pop("tracker_type", None)  # accepted for Ultralytics-style files
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise UserError(f"tracker config {p}: unknown keys {unknown}; valid keys are {sorted(known)}")
+        return cls(**data)
+
+
+@dataclass
+class OutputConfig:
+    """Where results go and how the video is drawn.
+
+    Attributes:
+        video: annotated video path (``.mp4``/``.avi``); ``None`` writes no video.
+        mot_txt: MOTChallenge txt path or ``None``.
+        json: run-summary JSON path or ``None``.
+        fps: output video fps; ``None`` uses the source fps.
+        draw_lost: also draw lost tracks (at their predicted box).
+        line_thickness: box line thickness in pixels; ``None`` scales with the image size.
+        font_scale: label font scale; ``None`` scales with the image size.
+        progress: show a tqdm progress bar.
+    """
+
+    video: str | None = "outputs/tracked.mp4"
+    mot_txt: str | None = None
+    json: str | None = None
+    fps: float | None = None
+    draw_lost: bool = False
+    line_thickness: int | None = None
+    font_scale: float | None = None
+    progress: bool = True
+
+
+@dataclass
+class RunConfig:
+    """Everything one tracking run needs."""
+
+    source: str
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    embedder: EmbedderConfig = field(default_factory=EmbedderConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    max_frames: int | None = None

@@ -1,0 +1,138 @@
+"""Ultralytics YOLO detector wrapper with optional capture of per-detection neck features.
+
+Feature capture uses Ultralytics' own mechanism (the one its BoT-SORT ``model: auto`` ReID uses): a
+forward pre-hook on the ``Detect`` head stores the input feature maps on the predictor as ``_feats``;
+the detection predictor then runs NMS with ``return_idxs=True`` and attaches to each result the
+feature cell of every kept box, channel-averaged to the smallest level's width (64 for YOLOv8n).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mot_dinov3.config import DetectorConfig
+from mot_dinov3.errors import UserError
+
+WEIGHTS_ENV = "MOT_DINOV3_WEIGHTS"
+
+
+@dataclass
+class Detections:
+    """Detections of one frame.
+
+    Attributes:
+        xyxy: (N, 4) float32 boxes in pixels.
+        conf: (N,) float32 confidences.
+        cls: (N,) int64 class ids.
+        feats: (N, C) float32 detector neck features, or ``None`` when not captured.
+    """
+
+    xyxy: np.ndarray
+    conf: np.ndarray
+    cls: np.ndarray
+    feats: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.xyxy)
+
+    @staticmethod
+    def empty(feat_dim: int | None = None) -> Detections:
+        feats = np.zeros((0, feat_dim), np.float32) if feat_dim else None
+        return Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64), feats)
+
+
+def resolve_weights(model: str, env: dict[str, str] | None = None) -> str:
+    """Find detector weights: as given, then in ``$MOT_DINOV3_WEIGHTS``, else the bare name.
+
+    A bare official name (``yolov8n.pt``) that is not found locally is returned unchanged so that
+    Ultralytics can use its cache or download it.
+
+    Raises:
+        UserError: a path-like name (with a folder part) that does not exist.
+    """
+    env = os.environ if env is None else env
+    p = Path(model).expanduser()
+    if p.exists():
+        return str(p)
+    folder = env.get(WEIGHTS_ENV)
+    if folder and (Path(folder) / p.name).exists():
+        return str(Path(folder) / p.name)
+    if len(p.parts) > 1:
+        where = f" or in ${WEIGHTS_ENV}={folder}" if folder else f" (set ${WEIGHTS_ENV} to a folder of weights)"
+        raise UserError(f"--det {model}: file not found{where}; pass an existing weights file or folder")
+    return model
+
+
+class Detector:
+    """YOLO detection for one frame at a time.
+
+    Args:
+        cfg: detector settings.
+
+    Raises:
+        UserError: weights missing or not loadable (offline and not cached, corrupt file), or
+            ``capture_features`` requested for a model without a PyTorch ``Detect`` head.
+    """
+
+    def __init__(self, cfg: DetectorConfig):
+        import torch
+        from ultralytics import YOLO
+
+        self.cfg = cfg
+        weights = resolve_weights(cfg.model)
+        try:
+            task = "detect" if Path(weights).is_dir() else None  # exported folders need the task named
+            self.model = YOLO(weights, task=task)
+        except Exception as exc:  # Ultralytics raises many types for missing / undownloadable weights
+            folder = os.environ.get(WEIGHTS_ENV, "<unset>")
+            raise UserError(
+                f"--det {cfg.model}: cannot load detector weights ({exc.__class__.__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else ''}); offline, put the file in ${WEIGHTS_ENV} "
+                f"(now {folder}) or pass --det /path/to/weights.pt"
+            ) from exc
+        self.names: dict[int, str] = dict(getattr(self.model, "names", {}) or {})
+        if cfg.capture_features and not isinstance(getattr(self.model, "model", None), torch.nn.Module):
+            raise UserError(f"--embedder yolo needs a PyTorch .pt detector, but --det {cfg.model} is an "
+                            "exported model; pass a .pt file or choose another --embedder")
+        if cfg.capture_features:
+            self.model.add_callback("on_predict_start", _install_feature_hook)
+
+    def __call__(self, image: np.ndarray) -> Detections:
+        """Detect objects in one (H, W, 3) uint8 BGR image."""
+        r = self.model.predict(
+            image, conf=self.cfg.conf, imgsz=self.cfg.imgsz, classes=self.cfg.classes,
+            device=self.cfg.device, verbose=False,
+        )[0]
+        boxes = r.boxes
+        xyxy = boxes.xyxy.cpu().numpy().astype(np.float32)
+        feats = None
+        if self.cfg.capture_features:
+            f = getattr(r, "feats", None)
+            if f is None:
+                raise UserError("--embedder yolo: the detector returned no neck features (NMS-free / end-to-end "
+                                "heads such as YOLOv10/YOLO26 have none); use a YOLOv8/YOLO11 .pt or another --embedder")
+            feats = f.float().cpu().numpy() if len(xyxy) else np.zeros((0, 0), np.float32)
+        return Detections(xyxy, boxes.conf.cpu().numpy().astype(np.float32),
+                          boxes.cls.cpu().numpy().astype(np.int64), feats)
+
+
+def _install_feature_hook(predictor) -> None:
+    """``on_predict_start`` callback: hook the Detect head once so ``predictor._feats`` is filled."""
+    if getattr(predictor, "_mot_dinov3_hook", None) is not None:
+        return
+    from ultralytics.nn.modules.head import Detect
+
+    net = getattr(predictor.model, "model", None)
+    head = net.model[-1] if net is not None and hasattr(net, "model") else None
+    if not isinstance(head, Detect) or getattr(head, "end2end", False):
+        predictor._mot_dinov3_hook = False  # leaves _feats unset: __call__ reports the problem
+        return
+
+    def pre_hook(module, inputs):
+        predictor._feats = list(inputs[0])  # a new list: the head mutates its input in place
+
+    predictor._mot_dinov3_hook = head.register_forward_pre_hook(pre_hook)

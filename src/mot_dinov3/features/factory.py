@@ -1,0 +1,51 @@
+"""Backend name -> embedder. Add a backend by writing ``features/<name>.py`` and one entry below."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from mot_dinov3.config import EmbedderConfig
+from mot_dinov3.errors import UserError
+from mot_dinov3.features.base import Embedder
+
+
+def _dino(cfg: EmbedderConfig) -> Embedder:
+    from mot_dinov3.features.dino import load_dino
+
+    return load_dino(cfg)
+
+
+def _onnx(cfg: EmbedderConfig) -> Embedder:
+    from mot_dinov3.features.onnx import OnnxEmbedder
+
+    return OnnxEmbedder(cfg)
+
+
+def _yolo(cfg: EmbedderConfig) -> Embedder:
+    from mot_dinov3.features.yolo import YoloFeatureEmbedder
+
+    return YoloFeatureEmbedder(cfg)
+
+
+BACKENDS: dict[str, Callable[[EmbedderConfig], Embedder]] = {"dino": _dino, "onnx": _onnx, "yolo": _yolo}
+
+
+def available() -> list[str]:
+    """Names accepted by ``--embedder``."""
+    return sorted(BACKENDS)
+
+
+def check_name(name: str) -> None:
+    """Raise :class:`UserError` for an unknown backend name (cheap; call before loading anything)."""
+    if name not in BACKENDS:
+        raise UserError(f"--embedder {name}: unknown embedder; choose one of {', '.join(available())}")
+
+
+def create_embedder(cfg: EmbedderConfig) -> Embedder:
+    """Build the backend ``cfg.name``.
+
+    Raises:
+        UserError: unknown name, or the backend's own load errors (missing model, gated, offline ...).
+    """
+    check_name(cfg.name)
+    return BACKENDS[cfg.name](cfg)

@@ -1,0 +1,61 @@
+"""Constant-velocity Kalman filter on ``xywh`` (centre x, centre y, width, height) boxes.
+
+State ``[x, y, w, h, vx, vy, vw, vh]``; noise scales with the box size, as in BoT-SORT's
+``KalmanFilterXYWH`` (Aharon et al., arXiv 2206.14651), itself from SORT/DeepSORT (arXiv 1703.07402).
+Pure functions on (8,) means and (8, 8) covariances, batched where it matters.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+STD_POSITION = 1.0 / 20
+STD_VELOCITY = 1.0 / 160
+_F = np.eye(8)
+_F[:4, 4:] = np.eye(4)  # one frame of constant velocity
+_H = np.eye(4, 8)
+
+
+def xyxy_to_xywh(b: np.ndarray) -> np.ndarray:
+    """(…, 4) xyxy -> (…, 4) centre-x, centre-y, width, height."""
+    b = np.asarray(b, np.float64)
+    return np.concatenate([(b[..., :2] + b[..., 2:]) / 2, b[..., 2:] - b[..., :2]], axis=-1)
+
+
+def xywh_to_xyxy(b: np.ndarray) -> np.ndarray:
+    """(…, 4) centre-x, centre-y, width, height -> (…, 4) xyxy."""
+    b = np.asarray(b, np.float64)
+    return np.concatenate([b[..., :2] - b[..., 2:] / 2, b[..., :2] + b[..., 2:] / 2], axis=-1)
+
+
+def initiate(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """New track from one (4,) xywh measurement -> mean (8,), covariance (8, 8)."""
+    mean = np.r_[z, np.zeros(4)]
+    w, h = z[2], z[3]
+    std = np.array([2 * STD_POSITION * w, 2 * STD_POSITION * h, 2 * STD_POSITION * w, 2 * STD_POSITION * h,
+                    10 * STD_VELOCITY * w, 10 * STD_VELOCITY * h, 10 * STD_VELOCITY * w, 10 * STD_VELOCITY * h])
+    return mean, np.diag(std ** 2)
+
+
+def predict(means: np.ndarray, covs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One-frame prediction for K tracks: means (K, 8), covs (K, 8, 8) -> the same shapes."""
+    if len(means) == 0:
+        return means, covs
+    w, h = means[:, 2], means[:, 3]
+    std = np.stack([STD_POSITION * w, STD_POSITION * h, STD_POSITION * w, STD_POSITION * h,
+                    STD_VELOCITY * w, STD_VELOCITY * h, STD_VELOCITY * w, STD_VELOCITY * h], axis=1)
+    q = np.zeros_like(covs)
+    idx = np.arange(8)
+    q[:, idx, idx] = std ** 2
+    return means @ _F.T, _F @ covs @ _F.T + q
+
+
+def update(mean: np.ndarray, cov: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Correct one track with a (4,) xywh measurement; returns the new mean (8,) and covariance (8, 8)."""
+    w, h = mean[2], mean[3]
+    r = np.diag(np.array([STD_POSITION * w, STD_POSITION * h, STD_POSITION * w, STD_POSITION * h]) ** 2)
+    s = _H @ cov @ _H.T + r
+    gain = np.linalg.solve(s, (cov @ _H.T).T).T
+    new_mean = mean + gain @ (z - _H @ mean)
+    new_cov = cov - gain @ s @ gain.T
+    return new_mean, new_cov

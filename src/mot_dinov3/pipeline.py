@@ -1,0 +1,129 @@
+"""The frame loop: read -> detect -> schedule + embed -> track -> draw -> write, each stage timed.
+
+This is the one place that sees every stage. Per frame: the tracker predicts its tracks' boxes;
+the scheduler plans which detections need a fresh embedding against those predictions and runs the
+embedder within its budget; the tracker consumes the embeddings (fresh ones update its EMA); viz
+marks freshly embedded tracks with ``*``. Outputs are closed in a ``finally`` block, so Ctrl-C,
+SIGTERM or an error still leaves a playable video and every finished frame in the MOT txt.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+from contextlib import contextmanager
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from mot_dinov3.config import RunConfig
+from mot_dinov3.detector import Detector
+from mot_dinov3.features.base import Embedder
+from mot_dinov3.features.factory import create_embedder
+from mot_dinov3.io import FrameSource, MotWriter, VideoWriter, ensure_writable
+from mot_dinov3.profiling import RunSummary, StageTimer, summarize
+from mot_dinov3.scheduler import EmbeddingScheduler
+from mot_dinov3.tracker import TrackState, Tracker
+from mot_dinov3.viz import DrawStyle, draw_tracks
+
+
+@contextmanager
+def sigterm_as_interrupt():
+    """Within the block, SIGTERM raises ``KeyboardInterrupt`` like Ctrl-C (main thread only)."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run(cfg: RunConfig, embedder: Embedder | None = None, detector: Detector | None = None) -> RunSummary:
+    """Track ``cfg.source`` and write the configured outputs.
+
+    Args:
+        cfg: the run configuration.
+        embedder: a ready embedder (default: built from ``cfg.embedder``).
+        detector: a ready detector (default: built from ``cfg.detector``).
+
+    Returns:
+        The run summary; ``interrupted`` is True when stopped by Ctrl-C / SIGTERM.
+
+    Raises:
+        UserError: bad source, unwritable output, model loading problems.
+    """
+    out = cfg.output
+    source = FrameSource(cfg.source)
+    for path, flag in ((out.mot_txt, "--save-mot"), (out.json, "--save-json"), (out.video, "--output")):
+        if path:
+            ensure_writable(path, flag)  # fail before loading models
+    embedder = embedder or create_embedder(cfg.embedder)
+    detector = detector or Detector(replace(cfg.detector, capture_features=embedder.uses_detector_features))
+    sched_cfg = replace(cfg.scheduler, embed_all=cfg.scheduler.embed_all or embedder.cost_free)
+    scheduler = EmbeddingScheduler(sched_cfg, embedder)
+    tracker = Tracker(cfg.tracker, fps=source.fps)
+    style = DrawStyle(out.line_thickness, out.font_scale)
+
+    video = VideoWriter(out.video, out.fps or source.fps, (source.width, source.height)) if out.video else None
+    mot = MotWriter(out.mot_txt) if out.mot_txt else None
+    timer = StageTimer()
+    ids: set[int] = set()
+    interrupted = False
+    total = min(filter(None, (source.length, cfg.max_frames)), default=None)
+    bar = tqdm(total=total, unit="frame", disable=not out.progress, dynamic_ncols=True)
+    frames = iter(source)
+    try:
+        with sigterm_as_interrupt():
+            while cfg.max_frames is None or timer.frames < cfg.max_frames:
+                with timer.stage("read"):
+                    frame = next(frames, None)
+                if frame is None:
+                    break
+                with timer.stage("detect"):
+                    dets = detector(frame.image)
+                with timer.stage("track"):
+                    views = tracker.predict()
+                with timer.stage("embed"):
+                    wanted = dets.conf >= cfg.tracker.track_high_thresh  # only these use appearance
+                    plan = scheduler.plan(frame.index, dets.xyxy, views, wanted)
+                    emb = scheduler.run(plan, frame.image, dets.xyxy, dets.feats)
+                with timer.stage("track"):
+                    tracks = tracker.update(dets.xyxy, dets.conf, dets.cls, emb.vectors, emb.computed,
+                                            (source.width, source.height), include_lost=out.draw_lost)
+                    shown = [t for t in tracks if t.state == TrackState.CONFIRMED]
+                    ids.update(t.track_id for t in shown)
+                if video:
+                    with timer.stage("draw"):
+                        annotated = draw_tracks(frame.image, tracks, style)
+                with timer.stage("write"):
+                    if video:
+                        video.write(annotated)
+                    if mot:
+                        mot.write(frame.index, np.array([t.track_id for t in shown]),
+                                  np.array([t.xyxy for t in shown]).reshape(-1, 4), np.array([t.conf for t in shown]))
+                timer.end_frame()
+                bar.update(1)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        bar.close()
+        for w in (video, mot, source):
+            if w is not None:
+                w.close()
+
+    outputs = {k: v for k, v in (("video", out.video), ("mot_txt", out.mot_txt), ("json", out.json)) if v}
+    settings = {"source": cfg.source, "embedder": embedder.name, "detector": asdict(cfg.detector),
+                "scheduler": asdict(sched_cfg), "tracker": asdict(cfg.tracker), "fps": source.fps}
+    summary = summarize(timer, scheduler.computed_total, scheduler.reused_total, len(ids), interrupted,
+                        outputs, settings)
+    if out.json:
+        Path(out.json).write_text(json.dumps(summary.to_dict(), indent=2))
+    return summary

@@ -1,0 +1,245 @@
+"""Budget-aware embedding scheduler: per detection, compute now, refresh within budget, or reuse.
+
+:meth:`EmbeddingScheduler.plan` decides, from boxes alone, what each detection needs:
+
+* **critical** (always computed, never limited by the budget):
+  no active tracks yet (bootstrap); best IoU with every active track's predicted box below
+  ``iou_gate`` (weak continuity: new object or identity risk); IoU with another detection above
+  ``overlap_thr`` (crowded); the continuing track has no cached embedding; or two detections
+  continue the same track.
+* **refresh**: a stable detection whose track's embedding is ``refresh_every`` frames old or older.
+  Candidates are ordered oldest embedding first, so tracks deferred on earlier frames (the backlog)
+  are served first.
+* **reuse**: every other stable detection. It gets its track's cached embedding (never a zero vector).
+
+:meth:`EmbeddingScheduler.run` embeds the critical crops in one batch, then admits refresh crops one
+chunk at a time while a live EMA of ms per crop says the next chunk fits in what is left of
+``budget_ms`` (0 = unlimited). Only refresh work counts against the budget; the embedder is
+synchronised (CUDA) around every timed call. A refresh that does not fit is served from cache and its
+track stays in the backlog; backlog entries of tracks that are no longer active are dropped.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from mot_dinov3.config import SchedulerConfig
+from mot_dinov3.features.base import Embedder
+from mot_dinov3.matching import iou_matrix
+
+CRITICAL, REFRESH, REUSE, SKIP = 0, 1, 2, 3
+REFRESH_CHUNK = 4  # largest refresh batch admitted at once against the budget
+
+
+class TrackLike(Protocol):
+    """What the scheduler reads of a track (see :class:`mot_dinov3.tracker.TrackView`)."""
+
+    track_id: int
+    xyxy: np.ndarray
+    embedding: np.ndarray | None
+    last_embed_frame: int
+
+
+@dataclass
+class EmbedPlan:
+    """What to do for each detection of one frame.
+
+    Attributes:
+        frame: 1-based frame index.
+        action: (N,) int8, one of ``CRITICAL``, ``REFRESH``, ``REUSE``, ``SKIP`` per detection.
+        track_ids: (N,) int64, the track a detection continues (its best-IoU active track), -1 if none.
+        last_embed_frame: (N,) int64, frame of the continued track's last fresh embedding (0 if none).
+        refresh_order: detection indices with ``REFRESH``, oldest track embedding first.
+        cached: ``{track_id: (D,) embedding}`` for the tracks whose embedding may be reused.
+        reasons: (N,) str, why a detection is critical (``bootstrap``, ``weak_iou``, ``crowded``,
+            ``no_cache``, ``shared``) or its action name; for logs and tests.
+    """
+
+    frame: int
+    action: np.ndarray
+    track_ids: np.ndarray
+    last_embed_frame: np.ndarray
+    refresh_order: list[int]
+    cached: dict[int, np.ndarray]
+    reasons: list[str]
+
+
+@dataclass
+class Embeddings:
+    """Result of :meth:`EmbeddingScheduler.run`.
+
+    Attributes:
+        vectors: (N, D) float32 L2-normalised, one per detection; rows of ``SKIP`` detections and
+            ``None`` when there are no detections with an embedding.
+        computed: (N,) bool, True where the embedding was computed this frame.
+        critical_ms: wall time of the critical batch, ms.
+        refresh_ms: wall time of refresh work, ms (what the budget limits).
+        deferred: refresh candidates served from cache because the budget was spent.
+    """
+
+    vectors: np.ndarray | None
+    computed: np.ndarray
+    critical_ms: float = 0.0
+    refresh_ms: float = 0.0
+    deferred: int = 0
+
+
+def plan_actions(det_xyxy: np.ndarray, tracks: Sequence[TrackLike], frame: int, cfg: SchedulerConfig,
+                 candidates: np.ndarray | None = None) -> EmbedPlan:
+    """Decide critical / refresh / reuse for each detection (pure; see the module docstring).
+
+    Args:
+        det_xyxy: (N, 4) float32 detection boxes, pixels.
+        tracks: active tracks (views with ``track_id``, predicted ``xyxy``, ``embedding``, ``last_embed_frame``).
+        frame: current 1-based frame index.
+        cfg: scheduler thresholds.
+        candidates: (N,) bool, detections that need an embedding at all; others get ``SKIP``.
+    """
+    n = len(det_xyxy)
+    action = np.full(n, REUSE, np.int8)
+    reasons = ["reuse"] * n
+    track_ids = np.full(n, -1, np.int64)
+    candidates = np.ones(n, bool) if candidates is None else np.asarray(candidates, bool)
+    if cfg.embed_all or not tracks:
+        reason = "embed_all" if cfg.embed_all else "bootstrap"
+        action[:] = CRITICAL
+        reasons = [reason] * n
+    else:
+        dd = iou_matrix(det_xyxy, det_xyxy)
+        np.fill_diagonal(dd, 0.0)
+        crowded = (dd > cfg.overlap_thr).any(axis=1) if n > 1 else np.zeros(n, bool)
+        dt = iou_matrix(det_xyxy, np.array([t.xyxy for t in tracks]))
+        best = dt.argmax(axis=1)
+        best_iou = dt[np.arange(n), best]
+        claims = np.bincount(best[best_iou >= cfg.iou_gate], minlength=len(tracks))
+        for i in range(n):
+            t = tracks[best[i]]
+            if best_iou[i] < cfg.iou_gate:
+                action[i], reasons[i] = CRITICAL, "weak_iou"
+                continue
+            track_ids[i] = t.track_id
+            if crowded[i]:
+                action[i], reasons[i] = CRITICAL, "crowded"
+            elif claims[best[i]] > 1:
+                action[i], reasons[i] = CRITICAL, "shared"
+            elif t.embedding is None:
+                action[i], reasons[i] = CRITICAL, "no_cache"
+            elif frame - t.last_embed_frame >= cfg.refresh_every:
+                action[i], reasons[i] = REFRESH, "refresh"
+    action[~candidates] = SKIP
+    for i in np.flatnonzero(~candidates):
+        reasons[i] = "skip"
+    by_id = {t.track_id: t for t in tracks}
+    last = np.array([by_id[tid].last_embed_frame if tid in by_id else 0 for tid in track_ids], np.int64)
+    refresh = sorted(np.flatnonzero(action == REFRESH).tolist(), key=lambda i: (last[i], track_ids[i]))
+    cached = {int(tid): by_id[tid].embedding for tid in set(track_ids[action != CRITICAL].tolist())
+              if tid in by_id and by_id[tid].embedding is not None}
+    return EmbedPlan(frame, action, track_ids, last, refresh, cached, reasons)
+
+
+class EmbeddingScheduler:
+    """Stateful half of the scheduler: the ms-per-crop EMA, the refresh backlog and the counters.
+
+    Args:
+        cfg: scheduler settings.
+        embedder: any :class:`~mot_dinov3.features.base.Embedder`.
+        clock: seconds counter (``time.perf_counter``); replaceable in tests.
+
+    Attributes:
+        ms_per_crop: live EMA of embedding cost, ms per crop (``None`` before the first measurement).
+        backlog: ``{track_id: last_embed_frame}`` of tracks whose refresh was deferred.
+        computed_total / reused_total: counters over the run.
+    """
+
+    def __init__(self, cfg: SchedulerConfig, embedder: Embedder, clock: Callable[[], float] = time.perf_counter):
+        self.cfg = cfg
+        self.embedder = embedder
+        self.clock = clock
+        self.ms_per_crop: float | None = None
+        self.backlog: dict[int, int] = {}
+        self.computed_total = 0
+        self.reused_total = 0
+
+    def plan(self, frame: int, det_xyxy: np.ndarray, tracks: Sequence[TrackLike],
+             candidates: np.ndarray | None = None) -> EmbedPlan:
+        """Plan this frame (see :func:`plan_actions`) and drop backlog entries of inactive tracks."""
+        active = {t.track_id for t in tracks}
+        self.backlog = {tid: f for tid, f in self.backlog.items() if tid in active}
+        return plan_actions(det_xyxy, tracks, frame, self.cfg, candidates)
+
+    def run(self, plan: EmbedPlan, image: np.ndarray, det_xyxy: np.ndarray,
+            det_feats: np.ndarray | None = None) -> Embeddings:
+        """Carry out ``plan`` on one frame.
+
+        Args:
+            plan: from :meth:`plan`.
+            image: (H, W, 3) uint8 BGR frame.
+            det_xyxy: (N, 4) float32 boxes, the same as planned.
+            det_feats: (N, C) detector features, passed through to backends that use them.
+
+        Returns:
+            :class:`Embeddings` with a vector for every non-skipped detection.
+        """
+        n = len(det_xyxy)
+        computed = np.zeros(n, bool)
+        vectors: np.ndarray | None = None
+        result = Embeddings(None, computed)
+
+        def compute(idx: list[int]) -> float:
+            nonlocal vectors
+            self.embedder.synchronize()
+            t0 = self.clock()
+            out = self.embedder.embed(image, det_xyxy[idx], None if det_feats is None else det_feats[idx])
+            self.embedder.synchronize()
+            ms = (self.clock() - t0) * 1000.0
+            if vectors is None:
+                vectors = np.zeros((n, out.shape[1]), np.float32)
+            vectors[idx] = out
+            computed[idx] = True
+            per_crop = ms / len(idx)
+            a = self.cfg.ema_alpha
+            self.ms_per_crop = per_crop if self.ms_per_crop is None else a * per_crop + (1 - a) * self.ms_per_crop
+            return ms
+
+        critical = np.flatnonzero(plan.action == CRITICAL).tolist()
+        refresh = list(plan.refresh_order)
+        if self.cfg.budget_ms <= 0:  # unlimited: one batch for everything
+            if critical or refresh:
+                ms = compute(critical + refresh)
+                result.critical_ms = ms * len(critical) / (len(critical) + len(refresh))
+                result.refresh_ms = ms - result.critical_ms
+            refresh = []
+        else:
+            if critical:
+                result.critical_ms = compute(critical)
+            while refresh:
+                left = self.cfg.budget_ms - result.refresh_ms
+                if self.ms_per_crop is None:  # no estimate yet: measure a single crop
+                    take = 1 if left > 0 else 0
+                else:
+                    take = min(int(left // max(self.ms_per_crop, 1e-6)), REFRESH_CHUNK)
+                if take < 1:
+                    break
+                chunk, refresh = refresh[:take], refresh[take:]
+                result.refresh_ms += compute(chunk)
+
+        for i in refresh:  # deferred refreshes: reuse, and remember the track in the backlog
+            self.backlog[int(plan.track_ids[i])] = int(plan.last_embed_frame[i])
+        result.deferred = len(refresh)
+        for tid in plan.track_ids[computed]:
+            self.backlog.pop(int(tid), None)
+        for i in np.flatnonzero((plan.action != SKIP) & ~computed):
+            e = plan.cached[int(plan.track_ids[i])]
+            if vectors is None:
+                vectors = np.zeros((n, e.shape[0]), np.float32)
+            vectors[i] = e
+        self.computed_total += int(computed.sum())
+        self.reused_total += int(((plan.action != SKIP) & ~computed).sum())
+        result.vectors = vectors
+        return result
+
