@@ -169,7 +169,6 @@ class Tracker:
         pairs2, um2, _ = matching.linear_assignment(cost, cfg.second_match_thresh, cfg.use_hungarian)
         for r, c in pairs2:
             self._match(r_conf[r], low[c], xyxy, conf, cls, None, fresh)
-        matched2 = {id(r_conf[r]) for r, _ in pairs2}
 
         # 3. tentative x remaining high
         pairs3, um_tent, um_high3 = self._associate(tentative, remaining_high, xyxy, conf, embeddings,
@@ -187,12 +186,10 @@ class Tracker:
                                               image_wh[0])
 
         # 5. life cycle
-        for i in um_pool:
-            t = pool[i]
-            if t.state == TrackState.CONFIRMED and id(t) not in matched2:
-                t.state = TrackState.LOST
         for t in self.tracks:
-            if t.state == TrackState.LOST and self.frame - t.last_seen > self.max_lost:
+            if t.state == TrackState.CONFIRMED and t.last_seen != self.frame:
+                t.state = TrackState.LOST
+            elif t.state == TrackState.LOST and self.frame - t.last_seen > self.max_lost:
                 t.state = TrackState.REMOVED
         for d in remaining_high:
             if conf[d] >= cfg.new_track_thresh:

@@ -149,13 +149,20 @@ def load_dino(cfg: EmbedderConfig, token: str | None = None, loader=_from_pretra
         model, pre = loader(model_id, token)
     except Exception as exc:
         kind = hub.classify_load_error(exc)
-        if cfg.fallback_open and kind in (hub.GATED, hub.UNSUPPORTED, hub.UNREACHABLE) and model_id != OPEN_FALLBACK_MODEL:
-            print(f"[mot-dinov3] '{model_id}' is {kind}; --fallback-open: using {OPEN_FALLBACK_MODEL}")
-            return load_dino(replace(cfg, model=OPEN_FALLBACK_MODEL, fallback_open=False), token, loader)
-        messages = {hub.GATED: hub.gated_message, hub.UNSUPPORTED: hub.unsupported_message,
-                    hub.UNREACHABLE: hub.unreachable_message, hub.NOT_FOUND: hub.not_found_message}
-        if kind in messages:
-            raise UserError(messages[kind](model_id)) from exc
-        raise UserError(f"Model '{model_id}' could not be loaded ({exc.__class__.__name__}: "
-                        f"{str(exc).splitlines()[0][:160] if str(exc) else ''}); check --embed-model") from exc
-    return DinoEmbedder(model, pre, cfg)
+        if not (cfg.fallback_open and kind in (hub.GATED, hub.UNSUPPORTED, hub.UNREACHABLE)
+                and model_id != OPEN_FALLBACK_MODEL):
+            raise _load_error(model_id, kind, exc) from exc
+    else:
+        return DinoEmbedder(model, pre, cfg)
+    # outside the except block, so a failure of the fallback is not chained to the first error
+    print(f"[mot-dinov3] '{model_id}' is {kind}; --fallback-open: using {OPEN_FALLBACK_MODEL}")
+    return load_dino(replace(cfg, model=OPEN_FALLBACK_MODEL, fallback_open=False), token, loader)
+
+
+def _load_error(model_id: str, kind: str | None, exc: Exception) -> UserError:
+    messages = {hub.GATED: hub.gated_message, hub.UNSUPPORTED: hub.unsupported_message,
+                hub.UNREACHABLE: hub.unreachable_message, hub.NOT_FOUND: hub.not_found_message}
+    if kind in messages:
+        return UserError(messages[kind](model_id))
+    return UserError(f"Model '{model_id}' could not be loaded ({exc.__class__.__name__}: "
+                     f"{str(exc).splitlines()[0][:160] if str(exc) else ''}); check --embed-model")

@@ -1,0 +1,44 @@
+"""Shared fixtures: paths into ../shared (tests needing it skip with a reason when it is absent)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("MOT_DINOV3_SHARED", ROOT.parent / "shared"))
+
+
+def shared_path(rel: str) -> Path:
+    """Path under ../shared, or skip the test when it is not there."""
+    p = SHARED / rel
+    if not p.exists():
+        pytest.skip(f"needs {p} (the project's shared data/weights folder beside the checkout)")
+    return p
+
+
+@pytest.fixture(scope="session")
+def yolov8n() -> Path:
+    return shared_path("weights/yolov8n_from_int8.pt")
+
+
+@pytest.fixture(scope="session")
+def osnet_onnx() -> Path:
+    return shared_path("weights/osnet_x0_25_msmt17.onnx")
+
+
+@pytest.fixture(scope="session")
+def dinov2_small_config() -> Path:
+    return shared_path("weights/configs/dinov2-small")
+
+
+@pytest.fixture(scope="session")
+def tud_campus() -> Path:
+    return shared_path("data/MOT15/train/TUD-Campus")
+
+
+@pytest.fixture(scope="session")
+def mot17_09() -> Path:
+    return shared_path("data/MOT17/train/MOT17-09-FRCNN")

@@ -1,0 +1,139 @@
+"""The CLI end to end on real data: tracking, outputs, metrics, error messages, interrupts."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import ROOT, shared_path
+from mot_dinov3.cli import main
+from mot_dinov3.evaluate import evaluate
+from mot_dinov3.io import read_mot_txt
+
+
+def run_cli(*args, **kw):
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    return subprocess.run([sys.executable, "-m", "mot_dinov3", *map(str, args)], capture_output=True, text=True,
+                          env=env, timeout=600, **kw)
+
+
+def check_results(txt, n_frames):
+    res = read_mot_txt(txt)
+    assert res.shape[1] == 10 and len(res) > 0
+    assert res[:, 0].min() >= 1 and res[:, 0].max() <= n_frames and (res[:, 1] >= 1).all()
+    for f in np.unique(res[:, 0]):  # an id appears at most once per frame
+        ids = res[res[:, 0] == f, 1]
+        assert len(ids) == len(set(ids))
+    return res
+
+
+def video_frames(path):
+    cap = cv2.VideoCapture(str(path))
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    return n
+
+
+@pytest.mark.slow
+def test_track_tud_campus_with_osnet_onnx(tmp_path, yolov8n, osnet_onnx, tud_campus, capsys):
+    out, txt, js = tmp_path / "v.mp4", tmp_path / "res" / "TUD-Campus.txt", tmp_path / "s.json"
+    rc = main([str(a) for a in ["--source", tud_campus, "--det", yolov8n, "--classes", "0", "--embedder", "onnx",
+               "--embed-model", osnet_onnx, "--output", out, "--save-mot", txt, "--save-json", js, "--no-progress"]])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    for needle in ("Effective FPS", "p95", "detect", "embed", "Embeddings: computed"):
+        assert needle in printed
+    check_results(txt, 71)
+    assert video_frames(out) == 71
+    summary = json.loads(js.read_text())
+    assert summary["frames"] == 71 and summary["embeddings_reused"] > 0
+    assert 0 < summary["embeddings_computed"] < summary["embeddings_computed"] + summary["embeddings_reused"]
+    m = evaluate(tud_campus.parent, txt.parent, ["TUD-Campus"])["TUD-Campus"]
+    assert m["HOTA"] > 0.42 and m["IDF1"] > 0.6 and m["IDSW"] <= 8
+
+
+@pytest.mark.slow
+def test_scheduler_saves_embeddings_against_embed_all(tmp_path, yolov8n, osnet_onnx, tud_campus):
+    counts = {}
+    for name, extra in (("sched", []), ("all", ["--embed-all"])):
+        js = tmp_path / f"{name}.json"
+        args = ["--source", tud_campus, "--det", yolov8n, "--classes", "0", "--embedder", "onnx",
+                "--embed-model", osnet_onnx, "--output", "", "--save-json", js, "--no-progress",
+                "--max-frames", "30", *extra]
+        assert main([str(a) for a in args]) == 0
+        counts[name] = json.loads(js.read_text())["embeddings_computed"]
+    assert counts["sched"] < 0.7 * counts["all"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seq", ["MOT17-05-FRCNN", "MOT17-13-FRCNN"])
+def test_track_mot17_mini_with_yolo_features(tmp_path, yolov8n, seq):
+    src = shared_path(f"data/MOT17-mini/train/{seq}")
+    txt = tmp_path / f"{seq}.txt"
+    r = run_cli("--source", src, "--det", yolov8n, "--classes", "0", "--embedder", "yolo", "--output",
+                tmp_path / "v.avi", "--save-mot", txt, "--no-progress")
+    assert r.returncode == 0, r.stderr
+    n = len(list((src / "img1").glob("*.jpg")))
+    res = check_results(txt, n)
+    assert video_frames(tmp_path / "v.avi") == n
+    # frame-to-frame identity: most ids seen in frame 2 are still there in frame 3
+    ids2, ids3 = set(res[res[:, 0] == 2, 1]), set(res[res[:, 0] == 3, 1])
+    assert len(ids2 & ids3) >= 0.7 * len(ids2)
+    assert "computed" in r.stdout
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--source", "/nonexistent/video.mp4"], "--source /nonexistent/video.mp4: no such file"),
+    (["--source", "{notvideo}"], "not a readable video"),
+    (["--source", "{video}", "--embedder", "resnet"], "--embedder resnet: unknown embedder"),
+    (["--source", "{video}", "--classes", "person"], '--classes "person": expected comma-separated'),
+    (["--source", "{video}", "--output", "/proc/forbidden/x.mp4"], "--output /proc/forbidden/x.mp4: cannot write"),
+    (["--source", "{video}", "--det", "/no/such/weights.pt", "--embedder", "yolo"], "--det /no/such/weights.pt"),
+    (["--source", "{video}", "--embedder", "onnx", "--embed-model", "/no/model.onnx"], "--embed-model /no/model.onnx"),
+    (["--source", "{video}", "--tracker-config", "/no/cfg.yaml"], "tracker config not found"),
+])
+def test_bad_input_gives_one_line_error_and_exit_2(tmp_path, args, needle):
+    video = shared_path("data/videos/mmtracking_demo.mp4")
+    notvideo = tmp_path / "clip.mp4"
+    notvideo.write_text("hello")
+    args = [a.format(video=video, notvideo=notvideo) for a in args]
+    r = run_cli(*args, "--output" if "--output" not in args else "--no-progress",
+                *([tmp_path / "o.mp4"] if "--output" not in args else []), cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    err = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert len(err) == 1 and needle in err[0], r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    r = run_cli("--source", tmp_path / "missing.mp4", "--debug")
+    assert r.returncode == 2 and "Traceback" in r.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_keeps_a_playable_video_and_the_results(tmp_path, yolov8n, sig):
+    video = shared_path("data/videos/one-by-one-person-detection.mp4")
+    out, txt = tmp_path / "v.mp4", tmp_path / "r.txt"
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    p = subprocess.Popen([sys.executable, "-m", "mot_dinov3", "--source", str(video), "--det", str(yolov8n),
+                          "--embedder", "yolo", "--imgsz", "320", "--output", str(out), "--save-mot", str(txt),
+                          "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 120
+    while time.time() < deadline and (not txt.exists() or txt.stat().st_size < 200):
+        time.sleep(0.2)
+    p.send_signal(sig)
+    stdout, stderr = p.communicate(timeout=60)
+    assert p.returncode == 130, stderr
+    assert "(interrupted)" in stdout and "Effective FPS" in stdout
+    n = video_frames(out)
+    assert 0 < n < 1394
+    res = read_mot_txt(txt)
+    assert len(res) > 0 and res[:, 0].max() <= n

@@ -1,0 +1,38 @@
+import pytest
+
+from conftest import ROOT
+from mot_dinov3.cli import build_run_config, parse_classes, track_parser
+from mot_dinov3.config import TrackerConfig
+from mot_dinov3.errors import UserError
+
+
+def test_shipped_tracker_yaml_equals_the_defaults():
+    assert TrackerConfig.from_yaml(ROOT / "configs/default.yaml") == TrackerConfig()
+
+
+def test_tracker_yaml_rejects_unknown_keys(tmp_path):
+    p = tmp_path / "t.yaml"
+    p.write_text("tracker_type: botsort\ntrack_buffer: 60\nappearence_thresh: 0.3\n")
+    with pytest.raises(UserError, match="appearence_thresh"):
+        TrackerConfig.from_yaml(p)
+    p.write_text("tracker_type: botsort\ntrack_buffer: 60\n")
+    assert TrackerConfig.from_yaml(p).track_buffer == 60
+
+
+def test_flags_become_configs():
+    a = track_parser().parse_args(["--source", "v.mp4", "--embedder", "onnx", "--embed-model", "m.onnx",
+                                   "--classes", "0, 2", "--cpu", "--no-crop-square", "--embed-budget-ms", "20",
+                                   "--no-hungarian", "--output", ""])
+    cfg = build_run_config(a)
+    assert cfg.detector.classes == [0, 2] and cfg.detector.device == "cpu" and cfg.embedder.device == "cpu"
+    assert cfg.embedder.model == "m.onnx" and cfg.embedder.crop_square is False
+    assert cfg.scheduler.budget_ms == 20 and cfg.tracker.use_hungarian is False and cfg.output.video is None
+    d = build_run_config(track_parser().parse_args(["--source", "v.mp4"]))
+    assert d.embedder.name == "dino" and d.embedder.model == "facebook/dinov3-vitb16-pretrain-lvd1689m"
+    assert d.detector.conf == 0.3 and d.detector.imgsz == 960 and d.scheduler.refresh_every == 5
+
+
+@pytest.mark.parametrize("text", ["person", "0,-1", ","])
+def test_bad_classes(text):
+    with pytest.raises(UserError, match="--classes"):
+        parse_classes(text)

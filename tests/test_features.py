@@ -1,0 +1,185 @@
+"""Embedding backends on real frames: OSNet ONNX (real weights), DINOv2-S (real config, random init),
+and the Hugging Face error paths (hub errors are mocked; nothing touches the network)."""
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import shared_path
+from mot_dinov3.config import EmbedderConfig
+from mot_dinov3.errors import UserError
+from mot_dinov3.features import hub
+from mot_dinov3.features.base import expand_boxes
+from mot_dinov3.features.dino import DinoEmbedder, Preprocess, load_dino, pool_tokens
+from mot_dinov3.features.factory import create_embedder
+from mot_dinov3.io import read_mot_txt
+
+
+def gt_boxes(seq, frame):
+    """(ids, xyxy) of the visible pedestrians in one gt frame."""
+    gt = read_mot_txt(seq / "gt" / "gt.txt")
+    rows = gt[(gt[:, 0] == frame) & (gt[:, 6] == 1) & (gt[:, 7] == 1) & (gt[:, 8] > 0.8)]
+    xyxy = np.c_[rows[:, 2:4], rows[:, 2:4] + rows[:, 4:6]].astype(np.float32)
+    return rows[:, 1].astype(int), xyxy
+
+
+def test_expand_boxes_square_and_reid_aspect():
+    w = expand_boxes(np.array([[100, 100, 150, 200]]), 0.0, 1.0, (1000, 1000))
+    assert (w[0, 2] - w[0, 0]) == (w[0, 3] - w[0, 1]) == 100
+    w = expand_boxes(np.array([[100, 100, 150, 200]]), 0.1, 0.5, (1000, 1000))
+    assert (w[0, 2] - w[0, 0]) * 2 == pytest.approx(w[0, 3] - w[0, 1], abs=2)
+    edge = expand_boxes(np.array([[-20, -20, 5, 5]]), 0.5, None, (50, 50))
+    assert edge.min() >= 0 and (edge[:, 2] > edge[:, 0]).all()
+
+
+def test_onnx_osnet_same_person_closer_than_others(osnet_onnx, mot17_09):
+    emb = create_embedder(EmbedderConfig(name="onnx", model=str(osnet_onnx)))
+    assert emb.size_hw == (256, 128) and emb.dim == 512
+    ids1, b1 = gt_boxes(mot17_09, 1)
+    ids2, b2 = gt_boxes(mot17_09, 10)
+    e1 = emb.embed(cv2.imread(str(mot17_09 / "img1/000001.jpg")), b1)
+    e2 = emb.embed(cv2.imread(str(mot17_09 / "img1/000010.jpg")), b2)
+    assert e1.shape == (len(b1), 512) and e1.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(e1, axis=1), 1.0, atol=1e-5)
+    sim = e1 @ e2.T
+    common = [i for i in ids1 if i in ids2]
+    assert len(common) >= 3
+    same = [sim[list(ids1).index(i), list(ids2).index(i)] for i in common]
+    diff = [sim[a, b] for a, i in enumerate(ids1) for b, j in enumerate(ids2) if i != j]
+    assert np.mean(same) > 0.85 and np.mean(same) > np.mean(diff) + 0.15
+    assert emb.embed(np.zeros((50, 50, 3), np.uint8), np.zeros((0, 4), np.float32)).shape == (0, 512)
+
+
+def test_onnx_errors_are_clean(tmp_path):
+    with pytest.raises(UserError, match="--embed-model"):
+        create_embedder(EmbedderConfig(name="onnx"))
+    with pytest.raises(UserError, match="not found"):
+        create_embedder(EmbedderConfig(name="onnx", model=str(tmp_path / "nope.onnx")))
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(UserError, match="cannot load"):
+        create_embedder(EmbedderConfig(name="onnx", model=str(bad)))
+    with pytest.raises(UserError, match="unknown embedder"):
+        create_embedder(EmbedderConfig(name="resnet"))
+
+
+def _dinov2_small(config_dir, registers=0):
+    import torch
+    from transformers import AutoConfig, AutoImageProcessor, AutoModel, Dinov2WithRegistersConfig
+
+    torch.manual_seed(0)
+    cfg = AutoConfig.from_pretrained(config_dir)
+    if registers:
+        cfg = Dinov2WithRegistersConfig(**{k: v for k, v in cfg.to_dict().items() if k != "model_type"},
+                                        num_register_tokens=registers)
+    return AutoModel.from_config(cfg), Preprocess.from_processor(AutoImageProcessor.from_pretrained(config_dir))
+
+
+def test_dino_preprocess_read_from_the_real_processor_config(dinov2_small_config):
+    _, pre = _dinov2_small(dinov2_small_config)
+    assert pre.size_hw == (224, 224)
+    assert pre.mean == pytest.approx((0.485, 0.456, 0.406)) and pre.std == pytest.approx((0.229, 0.224, 0.225))
+    assert Preprocess.from_processor(None) == Preprocess()
+
+
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_dino_embeds_real_crops(dinov2_small_config, mot17_09, pooling):
+    model, pre = _dinov2_small(dinov2_small_config)
+    emb = DinoEmbedder(model, pre, EmbedderConfig(pooling=pooling, batch_size=2))
+    _, boxes = gt_boxes(mot17_09, 1)
+    assert len(boxes) >= 3  # more crops than one batch
+    out = emb.embed(cv2.imread(str(mot17_09 / "img1/000001.jpg")), boxes)
+    assert out.shape == (len(boxes), 384) and out.dtype == np.float32 and emb.dim == 384
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
+
+
+def test_cls_and_mean_pooling_differ_and_registers_are_excluded(dinov2_small_config):
+    import torch
+
+    model, pre = _dinov2_small(dinov2_small_config, registers=4)
+    assert model.config.num_register_tokens == 4
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        h = model(pixel_values=x).last_hidden_state
+    assert h.shape == (2, 1 + 4 + 256, 384)
+    cls, mean = pool_tokens(h, 4, "cls"), pool_tokens(h, 4, "mean")
+    torch.testing.assert_close(cls, h[:, 0])
+    torch.testing.assert_close(mean, h[:, 5:].mean(1))  # CLS and the 4 registers are not patches
+    assert not torch.allclose(mean, h[:, 1:].mean(1))
+    emb = DinoEmbedder(model, pre, EmbedderConfig(pooling="mean"))
+    assert emb.num_register_tokens == 4
+
+
+def test_load_dino_from_a_local_folder_offline(dinov2_small_config, tmp_path, monkeypatch):
+    import shutil
+
+    model, _ = _dinov2_small(dinov2_small_config)
+    model.save_pretrained(tmp_path / "dino")
+    shutil.copy(dinov2_small_config / "preprocessor_config.json", tmp_path / "dino")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    emb = load_dino(EmbedderConfig(model=str(tmp_path / "dino")))
+    assert emb.dim == 384 and emb.preprocess.size_hw == (224, 224)
+
+
+def _response(status):
+    import httpx
+
+    return httpx.Response(status, request=httpx.Request("GET", "https://huggingface.co/api/models/x"))
+
+
+def _raiser(kind):
+    from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError
+
+    def loader(model_id, token):
+        loader.calls.append(model_id)
+        if model_id == "facebook/dinov2-base":
+            raise RuntimeError("stop: fallback reached")
+        if kind == "gated":
+            try:
+                raise GatedRepoError("403 Client Error. Cannot access gated repo", response=_response(403))
+            except GatedRepoError as e:
+                raise OSError("You are trying to access a gated repo.") from e
+        if kind == "offline":
+            try:
+                raise LocalEntryNotFoundError("no cache")
+            except LocalEntryNotFoundError as e:
+                raise OSError("We couldn't connect to 'https://huggingface.co' to load the files") from e
+        if kind == "unsupported":
+            raise ValueError("The checkpoint you are trying to load has model type `dinov3_vit` but Transformers "
+                             "does not recognize this architecture.")
+        raise OSError("x is not a local folder and is not a valid model identifier")
+
+    loader.calls = []
+    return loader
+
+
+def test_gated_model_gives_the_seed_message():
+    with pytest.raises(UserError) as ei:
+        load_dino(EmbedderConfig(), token="", loader=_raiser("gated"))
+    msg = str(ei.value)
+    assert msg.startswith("Model 'facebook/dinov3-vitb16-pretrain-lvd1689m' is gated on Hugging Face.")
+    assert "HF_TOKEN=hf_xxx" in msg and "huggingface-cli login" in msg and "facebook/dinov2-base" in msg
+
+
+@pytest.mark.parametrize("kind,needle", [("offline", "--embed-model PATH"), ("unsupported", "pip install -U transformers"),
+                                         ("missing", "neither a local folder")])
+def test_other_load_failures_are_clean(kind, needle):
+    with pytest.raises(UserError, match=needle.replace("-", r"\-").replace(" ", " ")) as ei:
+        load_dino(EmbedderConfig(), token="", loader=_raiser(kind))
+    if kind == "offline":
+        assert "--embedder yolo" in str(ei.value)
+
+
+@pytest.mark.parametrize("kind", ["gated", "offline", "unsupported"])
+def test_fallback_open_switches_to_dinov2_base(kind):
+    loader = _raiser(kind)
+    with pytest.raises(UserError, match="stop: fallback reached"):
+        load_dino(EmbedderConfig(fallback_open=True), token="", loader=loader)
+    assert loader.calls == ["facebook/dinov3-vitb16-pretrain-lvd1689m", "facebook/dinov2-base"]
+
+
+def test_hf_token_bridges_legacy_names():
+    assert hub.hf_token({"HUGGINGFACE_HUB_TOKEN": "a"}) == "a"
+    assert hub.hf_token({"HUGGING_FACE_HUB_TOKEN": "b"}) == "b"
+    assert hub.hf_token({"HF_TOKEN": "c", "HUGGINGFACE_HUB_TOKEN": "a"}) == "c"
+    assert hub.hf_token({}) is None

@@ -1,0 +1,39 @@
+import numpy as np
+
+from mot_dinov3 import matching, motion
+
+
+def test_iou_matrix_known_values():
+    a = np.array([[0, 0, 10, 10]], np.float32)
+    b = np.array([[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30]], np.float32)
+    np.testing.assert_allclose(matching.iou_matrix(a, b), [[1.0, 50 / 150, 0.0]], atol=1e-6)
+    assert matching.iou_matrix(a, np.zeros((0, 4))).shape == (1, 0)
+
+
+def test_fuse_trusts_appearance_only_when_close_and_similar():
+    iou = np.array([[0.6, 0.6, 0.1]])
+    app = np.array([[0.1, 0.5, 0.1]])  # similar / dissimilar / similar but far
+    cost = matching.fuse_iou_appearance(iou, app, None, proximity_thresh=0.5, appearance_thresh=0.25)
+    np.testing.assert_allclose(cost, [[0.05, 0.4, 0.9]], atol=1e-6)
+    scored = matching.fuse_iou_appearance(iou, None, np.array([0.5, 1.0, 1.0]), 0.5, 0.25)
+    np.testing.assert_allclose(scored, [[0.7, 0.4, 0.9]], atol=1e-6)
+
+
+def test_hungarian_beats_greedy_and_respects_threshold():
+    cost = np.array([[0.1, 0.2], [0.15, 0.9]])
+    m, ur, uc = matching.linear_assignment(cost, 0.5, hungarian=True)
+    assert sorted(map(tuple, m.tolist())) == [(0, 1), (1, 0)]
+    g, gur, guc = matching.linear_assignment(cost, 0.5, hungarian=False)
+    assert g.tolist() == [[0, 0]] and gur.tolist() == [1] and guc.tolist() == [1]
+    m, ur, uc = matching.linear_assignment(np.array([[0.9]]), 0.5)
+    assert len(m) == 0 and ur.tolist() == [0] and uc.tolist() == [0]
+
+
+def test_kalman_learns_constant_velocity():
+    mean, cov = motion.initiate(np.array([100.0, 50.0, 20.0, 40.0]))
+    for k in range(1, 15):
+        m, c = motion.predict(mean[None], cov[None])
+        mean, cov = motion.update(m[0], c[0], np.array([100.0 + 5 * k, 50.0, 20.0, 40.0]))
+    pred, _ = motion.predict(mean[None], cov[None])
+    assert abs(pred[0, 0] - (100 + 5 * 15)) < 1.0 and abs(pred[0, 4] - 5.0) < 0.5
+    np.testing.assert_allclose(motion.xywh_to_xyxy(motion.xyxy_to_xywh(np.array([1, 2, 5, 9]))), [1, 2, 5, 9])

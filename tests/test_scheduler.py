@@ -1,0 +1,154 @@
+"""Scheduler rules and budget accounting, with a fake embedder whose cost runs on a fake clock."""
+
+import numpy as np
+import pytest
+
+from mot_dinov3.config import SchedulerConfig
+from mot_dinov3.scheduler import CRITICAL, REFRESH, REUSE, SKIP, EmbeddingScheduler, plan_actions
+from mot_dinov3.tracker import TrackView
+
+D = 8
+
+
+class FakeClock:
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        return self.t
+
+
+class FakeEmbedder:
+    """Costs ``ms_per_crop`` on the fake clock; embeds box i as a one-hot-ish vector seeded by its x1."""
+
+    name, dim, uses_detector_features, cost_free = "fake", D, False, False
+
+    def __init__(self, clock, ms_per_crop=10.0):
+        self.clock, self.ms_per_crop, self.calls = clock, ms_per_crop, []
+
+    def embed(self, image, xyxy, det_feats=None):
+        self.calls.append(len(xyxy))
+        self.clock.t += self.ms_per_crop * len(xyxy) / 1000.0
+        v = np.zeros((len(xyxy), D), np.float32)
+        v[np.arange(len(xyxy)), (xyxy[:, 0] // 100).astype(int) % D] = 1.0
+        return v
+
+    def synchronize(self):
+        pass
+
+
+def box(x, y=0, w=50, h=100):
+    return [x, y, x + w, y + h]
+
+
+def view(tid, x, last, emb=True):
+    e = np.eye(D, dtype=np.float32)[(tid + 3) % D] if emb else None
+    return TrackView(tid, np.array(box(x), np.float32), e, last)
+
+
+IMG = np.zeros((10, 10, 3), np.uint8)
+
+
+def test_bootstrap_all_critical():
+    p = plan_actions(np.array([box(0), box(300)], np.float32), [], 1, SchedulerConfig())
+    assert p.action.tolist() == [CRITICAL, CRITICAL] and p.reasons == ["bootstrap"] * 2
+
+
+def test_rules_weak_iou_crowded_refresh_reuse():
+    dets = np.array([box(0), box(300), box(600), box(900), box(930)], np.float32)
+    tracks = [view(1, 2, last=9), view(2, 302, last=5), view(3, 200, last=9), view(4, 900, last=9)]
+    p = plan_actions(dets, tracks, 10, SchedulerConfig(refresh_every=5))
+    # det0 continues track 1 (fresh) -> reuse; det1 continues track 2, 5 frames old -> refresh;
+    # det2 overlaps no track -> weak_iou; det3 continues track 4 but overlaps det4 -> crowded;
+    # det4 overlaps det3 and has weak IoU with track 4 -> weak_iou (checked first)
+    assert p.reasons == ["reuse", "refresh", "weak_iou", "crowded", "weak_iou"]
+    assert p.track_ids[:2].tolist() == [1, 2]
+    assert set(p.cached) == {1, 2}
+
+
+def test_missing_cache_and_shared_track_are_critical_and_skip_mask():
+    dets = np.array([box(0), box(400), box(1000)], np.float32)
+    tracks = [view(1, 0, last=0, emb=False), view(2, 402, last=9)]
+    p = plan_actions(dets, tracks, 10, SchedulerConfig(), candidates=np.array([True, True, False]))
+    assert p.reasons == ["no_cache", "reuse", "skip"] and p.action[2] == SKIP
+
+
+def test_embed_all_computes_everything():
+    clock = FakeClock()
+    s = EmbeddingScheduler(SchedulerConfig(embed_all=True), FakeEmbedder(clock), clock)
+    dets = np.array([box(0), box(300)], np.float32)
+    p = s.plan(10, dets, [view(1, 0, 9), view(2, 300, 9)])
+    e = s.run(p, IMG, dets)
+    assert e.computed.all() and s.computed_total == 2 and s.reused_total == 0
+
+
+def test_reuse_returns_cached_embedding_never_zero():
+    clock = FakeClock()
+    s = EmbeddingScheduler(SchedulerConfig(), FakeEmbedder(clock), clock)
+    dets = np.array([box(0)], np.float32)
+    t = view(1, 1, last=9)
+    e = s.run(s.plan(10, dets, [t]), IMG, dets)
+    assert not e.computed[0]
+    np.testing.assert_array_equal(e.vectors[0], t.embedding)
+    assert np.linalg.norm(e.vectors[0]) == pytest.approx(1.0)
+
+
+def test_critical_is_never_limited_by_budget():
+    clock = FakeClock()
+    emb = FakeEmbedder(clock, ms_per_crop=10.0)
+    s = EmbeddingScheduler(SchedulerConfig(budget_ms=1.0), emb, clock)
+    dets = np.array([box(100 * i, 500 * (i % 2)) for i in range(6)], np.float32)
+    e = s.run(s.plan(1, dets, []), IMG, dets)  # bootstrap: 6 critical crops = 60 ms >> 1 ms budget
+    assert e.computed.all() and e.critical_ms == pytest.approx(60.0) and e.refresh_ms == 0.0
+
+
+def test_budget_admits_refreshes_oldest_first_and_defers_the_rest():
+    clock = FakeClock()
+    emb = FakeEmbedder(clock, ms_per_crop=10.0)
+    s = EmbeddingScheduler(SchedulerConfig(budget_ms=25.0, refresh_every=5), emb, clock)
+    s.ms_per_crop = 10.0  # as measured on earlier frames
+    xs = [0, 300, 600, 900]
+    dets = np.array([box(x) for x in xs], np.float32)
+    tracks = [view(1, 0, last=4), view(2, 300, last=1), view(3, 600, last=3), view(4, 900, last=2)]
+    p = s.plan(20, dets, tracks)
+    assert p.refresh_order == [1, 3, 2, 0]  # tracks 2, 4, 3, 1: oldest embedding first
+    e = s.run(p, IMG, dets)
+    assert e.computed.tolist() == [False, True, False, True]  # two crops fit in 25 ms
+    assert e.refresh_ms == pytest.approx(20.0) and e.deferred == 2
+    assert s.backlog == {3: 3, 1: 4}
+    # deferred refreshes keep serving the cached embedding
+    np.testing.assert_array_equal(e.vectors[0], tracks[0].embedding)
+    np.testing.assert_array_equal(e.vectors[2], tracks[2].embedding)
+    # next frame: the backlog (tracks 3 and 1, oldest first) is served before fresher tracks
+    tracks2 = [view(1, 0, last=4), view(2, 300, last=20), view(3, 600, last=3), view(4, 900, last=20)]
+    e2 = s.run(s.plan(21, dets, tracks2), IMG, dets)
+    assert e2.computed.tolist() == [True, False, True, False] and s.backlog == {}
+
+
+def test_budget_without_estimate_measures_one_crop_first():
+    clock = FakeClock()
+    s = EmbeddingScheduler(SchedulerConfig(budget_ms=15.0, refresh_every=1), FakeEmbedder(clock, 10.0), clock)
+    dets = np.array([box(0), box(300), box(600)], np.float32)
+    e = s.run(s.plan(5, dets, [view(1, 0, 1), view(2, 300, 1), view(3, 600, 1)]), IMG, dets)
+    assert e.computed.sum() == 1 and s.ms_per_crop == pytest.approx(10.0)
+
+
+def test_dead_tracks_are_purged_from_backlog():
+    clock = FakeClock()
+    s = EmbeddingScheduler(SchedulerConfig(budget_ms=5.0), FakeEmbedder(clock, 10.0), clock)
+    s.ms_per_crop = 10.0
+    dets = np.array([box(0), box(300)], np.float32)
+    s.run(s.plan(10, dets, [view(1, 0, 1), view(2, 300, 1)]), IMG, dets)
+    assert set(s.backlog) == {1, 2}
+    s.plan(11, dets[:1], [view(1, 0, 1)])  # track 2 is gone
+    assert set(s.backlog) == {1}
+
+
+def test_unlimited_budget_refreshes_everything_due_in_one_batch():
+    clock = FakeClock()
+    emb = FakeEmbedder(clock, 10.0)
+    s = EmbeddingScheduler(SchedulerConfig(budget_ms=0, refresh_every=5), emb, clock)
+    dets = np.array([box(0), box(300), box(600)], np.float32)
+    e = s.run(s.plan(10, dets, [view(1, 0, 1), view(2, 300, 8), view(3, 600, 2)]), IMG, dets)
+    assert e.computed.tolist() == [True, False, True] and emb.calls == [2]
+    assert s.computed_total == 2 and s.reused_total == 1
