@@ -39,11 +39,6 @@ class Detections:
     def __len__(self) -> int:
         return len(self.xyxy)
 
-    @staticmethod
-    def empty(feat_dim: int | None = None) -> Detections:
-        feats = np.zeros((0, feat_dim), np.float32) if feat_dim else None
-        return Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64), feats)
-
 
 def resolve_weights(model: str, env: dict[str, str] | None = None) -> str:
     """Find detector weights: as given, then in ``$MOT_DINOV3_WEIGHTS``, else the bare name.

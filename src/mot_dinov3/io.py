@@ -94,8 +94,8 @@ class FrameSource:
             cap.release()
             raise UserError(f"--source {self.path}: not a readable video (OpenCV could not decode a frame); "
                             "pass a video file OpenCV can read (mp4, avi, mkv ...) or a folder of images")
-        cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
-        self._cap = cap
+        cap.release()  # reopen rather than seek: seeking is unreliable for some codecs
+        self._cap = cap = cv2.VideoCapture(str(self.path))
         src_fps = cap.get(cv2.CAP_PROP_FPS)
         self.fps = float(fps or (src_fps if src_fps and src_fps > 0 else DEFAULT_FOLDER_FPS))
         n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
