@@ -89,11 +89,10 @@ class Detector:
                 f"{str(exc).splitlines()[0] if str(exc) else ''}); offline, put the file in ${WEIGHTS_ENV} "
                 f"(now {folder}) or pass --det /path/to/weights.pt"
             ) from exc
-        self.names: dict[int, str] = dict(getattr(self.model, "names", {}) or {})
-        if cfg.capture_features and not isinstance(getattr(self.model, "model", None), torch.nn.Module):
-            raise UserError(f"--embedder yolo needs a PyTorch .pt detector, but --det {cfg.model} is an "
-                            "exported model; pass a .pt file or choose another --embedder")
         if cfg.capture_features:
+            if not isinstance(getattr(self.model, "model", None), torch.nn.Module):
+                raise UserError(f"--embedder yolo needs a PyTorch .pt detector, but --det {cfg.model} is an "
+                                "exported model; pass a .pt file or choose another --embedder")
             self.model.add_callback("on_predict_start", _install_feature_hook)
 
     def __call__(self, image: np.ndarray) -> Detections:
