@@ -73,11 +73,13 @@ def test_scheduler_saves_embeddings_against_embed_all(tmp_path, yolov8n, osnet_o
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seq", ["MOT17-05-FRCNN", "MOT17-13-FRCNN"])
-def test_track_mot17_mini_with_yolo_features(tmp_path, yolov8n, seq):
+@pytest.mark.parametrize("seq,embedder", [("MOT17-05-FRCNN", "yolo"), ("MOT17-13-FRCNN", "yolo"),
+                                          ("MOT17-02-FRCNN", "onnx")])
+def test_track_mot17_mini(tmp_path, yolov8n, osnet_onnx, seq, embedder):
     src = shared_path(f"data/MOT17-mini/train/{seq}")
     txt = tmp_path / f"{seq}.txt"
-    r = run_cli("--source", src, "--det", yolov8n, "--classes", "0", "--embedder", "yolo", "--output",
+    extra = ["--embed-model", osnet_onnx] if embedder == "onnx" else []
+    r = run_cli("--source", src, "--det", yolov8n, "--classes", "0", "--embedder", embedder, *extra, "--output",
                 tmp_path / "v.avi", "--save-mot", txt, "--no-progress")
     assert r.returncode == 0, r.stderr
     n = len(list((src / "img1").glob("*.jpg")))
@@ -110,6 +112,18 @@ def test_bad_input_gives_one_line_error_and_exit_2(tmp_path, args, needle):
     err = [line for line in r.stderr.splitlines() if line.startswith("error:")]
     assert len(err) == 1 and needle in err[0], r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_hf_token_is_read_from_dotenv(tmp_path, monkeypatch):
+    from mot_dinov3.features.hub import TOKEN_ENV_NAMES, hf_token
+
+    for name in TOKEN_ENV_NAMES:
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)  # restored (to absent or its old value) after the test
+    (tmp_path / ".env").write_text("HUGGINGFACE_HUB_TOKEN=hf_from_dotenv\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["eval", "--gt-root", str(tmp_path / "none"), "--res-dir", str(tmp_path)]) == 2
+    assert hf_token() == "hf_from_dotenv"  # the legacy name, bridged
 
 
 def test_debug_shows_the_traceback(tmp_path):

@@ -49,6 +49,20 @@ def test_weights_lookup_and_errors(yolov8n, tmp_path):
         Detector(DetectorConfig(model=str(bad)))
 
 
+def test_unfetchable_official_name_names_the_weights_folder(monkeypatch, tmp_path):
+    import ultralytics
+
+    def offline(*a, **k):
+        raise ConnectionError("Download failure for https://github.com/ultralytics/assets/.../yolo11x.pt")
+
+    monkeypatch.setattr(ultralytics, "YOLO", offline)  # no network in tests: simulate the failed download
+    monkeypatch.setenv("MOT_DINOV3_WEIGHTS", str(tmp_path))
+    with pytest.raises(UserError) as ei:
+        Detector(DetectorConfig(model="yolo11x.pt"))
+    msg = str(ei.value)
+    assert msg.startswith("--det yolo11x.pt: cannot load") and str(tmp_path) in msg and "\n" not in msg
+
+
 def test_mot_sequence_source_reads_seqinfo(mot17_09):
     src = FrameSource(mot17_09)
     assert src.fps == 30 and src.length == 525 and (src.width, src.height) == (1920, 1080)
