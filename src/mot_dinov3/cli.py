@@ -54,13 +54,15 @@ def track_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("detector")
     g.add_argument("--det", default="yolov8n.pt", metavar="MODEL_OR_PATH",
                    help="Ultralytics weights or exported model folder; also looked up in $MOT_DINOV3_WEIGHTS")
-    g.add_argument("--conf", type=float, default=0.3, help="detection confidence threshold")
+    g.add_argument("--conf", type=float, default=None,
+                   help="detection confidence threshold (default: the tracker's track_low_thresh, 0.1, so the "
+                        "second, low-score association gets its boxes)")
     g.add_argument("--imgsz", type=int, default=960, help="detector input size, pixels")
     g.add_argument("--classes", help='keep only these class ids, e.g. "0" (person) or "0,2"')
     g.add_argument("--cpu", action="store_true", help="force CPU for every model")
     g.add_argument("--device", help="torch device, e.g. cuda:0 (default: CUDA if available)")
     g = p.add_argument_group("embeddings")
-    g.add_argument("--embedder", default="dino", help="backend: dino, onnx, yolo")
+    g.add_argument("--embedder", default="dino", help="backend: dino, onnx, yolo, or none (motion only, no ReID)")
     g.add_argument("--embed-model", metavar="ID_OR_PATH", help="model for the backend (overrides --dinov3)")
     g.add_argument("--dinov3", default=DEFAULT_DINO_MODEL, metavar="MODEL_ID", help="dino backend model id or folder")
     g.add_argument("--fallback-open", action="store_true",
@@ -72,7 +74,8 @@ def track_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("embedding scheduler")
     g.add_argument("--embed-refresh", type=int, default=5, help="refresh a stable track's embedding every N frames")
     g.add_argument("--embed-iou-gate", type=float, default=0.6, help="IoU with a track >= gate: eligible for reuse")
-    g.add_argument("--embed-overlap-thr", type=float, default=0.2, help="det-det IoU above this: crowded (critical)")
+    g.add_argument("--embed-overlap-thr", type=float, default=0.2,
+                   help="IoU with another detection, a second track or a lost track above this: critical")
     g.add_argument("--embed-budget-ms", type=float, default=0.0, help="per-frame ms for refresh work (0 = unlimited)")
     g.add_argument("--embed-all", action="store_true", help="no scheduling: embed every detection every frame")
     g = p.add_argument_group("tracker")
@@ -111,7 +114,8 @@ def build_run_config(a: argparse.Namespace) -> RunConfig:
         tracker.use_hungarian = False
     return RunConfig(
         source=a.source,
-        detector=DetectorConfig(model=a.det, conf=a.conf, imgsz=a.imgsz, classes=parse_classes(a.classes),
+        detector=DetectorConfig(model=a.det, conf=tracker.track_low_thresh if a.conf is None else a.conf,
+                                imgsz=a.imgsz, classes=parse_classes(a.classes),
                                 device=device),
         embedder=EmbedderConfig(name=a.embedder, model=a.embed_model or (a.dinov3 if a.embedder == "dino" else None),
                                 fallback_open=a.fallback_open, pooling=a.pool, crop_pad=a.crop_pad,

@@ -33,7 +33,7 @@ class DetectorConfig:
     """
 
     model: str = "yolov8n.pt"
-    conf: float = 0.3
+    conf: float = 0.1
     imgsz: int = 960
     classes: list[int] | None = None
     device: str | None = None
@@ -75,7 +75,8 @@ class SchedulerConfig:
         refresh_every: a stable track's embedding is due for refresh when it is this many frames old.
         iou_gate: a detection whose best IoU with the active tracks' predicted boxes is below this
             is critical (weak continuity).
-        overlap_thr: a detection whose IoU with another detection is above this is critical (crowded).
+        overlap_thr: a detection whose IoU with another detection, with a second track's predicted box or
+            with a lost track's predicted box is above this is critical (crowded / near_lost).
         budget_ms: per-frame milliseconds for refresh work; 0 means unlimited. Critical work ignores it.
         embed_all: compute every detection's embedding every frame (the baseline, scheduling off).
         ema_alpha: weight of the newest measurement in the ms-per-crop moving average.
@@ -102,27 +103,37 @@ class TrackerConfig:
         match_thresh: maximum fused cost for a first-stage match (1 - IoU units).
         second_match_thresh: maximum cost (1 - IoU) for a second-stage match.
         proximity_thresh: appearance is only trusted for pairs with IoU above ``1 - proximity_thresh``.
-        appearance_thresh: appearance is only trusted for pairs with cosine distance below this.
+        appearance_thresh: appearance is only trusted for pairs with cosine distance below this; a track
+            that missed frames is only matched again below it (when both embeddings are known).
         reid_thresh: maximum cosine distance for re-identifying a lost track from appearance alone.
-        reid_max_dist: maximum centroid distance, as a fraction of the image width, for that re-identification.
+        reid_max_dist: maximum distance from a lost track's last observed centre, as a fraction of the
+            image width, for that re-identification.
         fuse_score: multiply IoU similarity by detection confidence (BoT-SORT ``fuse_score``).
+        gmc_method: camera motion compensation, ``sparseOptFlow``, ``ecc`` or ``none``
+            (:mod:`mot_dinov3.gmc`); a static camera is detected and left uncorrected.
         alpha: EMA factor for a track's embedding: ``e = alpha * e + (1 - alpha) * new``.
-        min_hits: consecutive matches before a tentative track is confirmed (frame 1 confirms at once).
+        nn_budget: fresh embeddings kept per track (gallery) for re-identification; 0 keeps only the EMA.
+        gallery_overlap_thresh: an embedding of a box overlapping another detection by more than this IoU
+            is not added to the track's EMA or gallery (it mixes two objects).
+        min_hits: matches before a tentative track is confirmed (frame 1, or 1, confirms at once).
         use_hungarian: optimal assignment (``scipy.optimize.linear_sum_assignment``); else greedy.
     """
 
-    track_high_thresh: float = 0.5
+    track_high_thresh: float = 0.45
     track_low_thresh: float = 0.1
     new_track_thresh: float = 0.6
-    track_buffer: int = 30
-    match_thresh: float = 0.8
-    second_match_thresh: float = 0.5
-    proximity_thresh: float = 0.5
+    track_buffer: int = 150
+    match_thresh: float = 0.7
+    second_match_thresh: float = 0.4
+    proximity_thresh: float = 0.6
     appearance_thresh: float = 0.25
-    reid_thresh: float = 0.25
-    reid_max_dist: float = 0.25
+    reid_thresh: float = 0.22
+    reid_max_dist: float = 0.15
     fuse_score: bool = True
+    gmc_method: str = "sparseOptFlow"
     alpha: float = 0.9
+    nn_budget: int = 30
+    gallery_overlap_thresh: float = 0.3
     min_hits: int = 2
     use_hungarian: bool = True
 

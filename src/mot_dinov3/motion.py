@@ -59,3 +59,23 @@ def update(mean: np.ndarray, cov: np.ndarray, z: np.ndarray) -> tuple[np.ndarray
     new_mean = mean + gain @ (z - _H @ mean)
     new_cov = cov - gain @ s @ gain.T
     return new_mean, new_cov
+
+
+def warp_states(means: np.ndarray, covs: np.ndarray, warp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Apply a (2, 3) affine camera warp to K Kalman states (BoT-SORT GMC, arXiv 2206.14651 eq. 6-7).
+
+    The linear part rotates/scales every (x, y)-like pair of the state (centre, size and their
+    velocities); the translation moves the centre. Shapes: means (K, 8), covs (K, 8, 8).
+    """
+    if len(means) == 0:
+        return means, covs
+    big = np.kron(np.eye(4), warp[:, :2])
+    means = means @ big.T
+    means[:, :2] += warp[:, 2]
+    return means, big @ covs @ big.T
+
+
+def warp_boxes(xyxy: np.ndarray, warp: np.ndarray) -> np.ndarray:
+    """Apply a (2, 3) affine warp to (K, 4) xyxy boxes (their two corners)."""
+    pts = np.asarray(xyxy, np.float64).reshape(-1, 2)
+    return (pts @ warp[:, :2].T + warp[:, 2]).reshape(-1, 4).astype(np.float32)

@@ -22,6 +22,7 @@ from mot_dinov3.config import RunConfig
 from mot_dinov3.detector import Detector
 from mot_dinov3.features.base import Embedder
 from mot_dinov3.features.factory import create_embedder
+from mot_dinov3.gmc import CameraMotion
 from mot_dinov3.io import FrameSource, MotWriter, VideoWriter, ensure_writable
 from mot_dinov3.profiling import RunSummary, StageTimer, summarize
 from mot_dinov3.scheduler import EmbeddingScheduler
@@ -62,13 +63,15 @@ def run(cfg: RunConfig, embedder: Embedder | None = None, detector: Detector | N
     """
     out = cfg.output
     source = FrameSource(cfg.source)
+    camera = CameraMotion(cfg.tracker.gmc_method)  # checks the method name before models load
     for path, flag in ((out.mot_txt, "--save-mot"), (out.json, "--save-json"), (out.video, "--output")):
         if path:
             ensure_writable(path, flag)  # fail before loading models
-    embedder = embedder or create_embedder(cfg.embedder)
-    detector = detector or Detector(replace(cfg.detector, capture_features=embedder.uses_detector_features))
-    sched_cfg = replace(cfg.scheduler, embed_all=cfg.scheduler.embed_all or embedder.cost_free)
-    scheduler = EmbeddingScheduler(sched_cfg, embedder)
+    embedder = embedder or create_embedder(cfg.embedder)  # None: --embedder none, motion only
+    capture = embedder is not None and embedder.uses_detector_features
+    detector = detector or Detector(replace(cfg.detector, capture_features=capture))
+    sched_cfg = replace(cfg.scheduler, embed_all=cfg.scheduler.embed_all or bool(embedder and embedder.cost_free))
+    scheduler = EmbeddingScheduler(sched_cfg, embedder) if embedder is not None else None
     tracker = Tracker(cfg.tracker, fps=source.fps)
     style = DrawStyle(out.line_thickness, out.font_scale)
 
@@ -90,13 +93,17 @@ def run(cfg: RunConfig, embedder: Embedder | None = None, detector: Detector | N
                 with timer.stage("detect"):
                     dets = detector(frame.image)
                 with timer.stage("track"):
-                    views = tracker.predict()
-                with timer.stage("embed"):
-                    wanted = dets.conf >= cfg.tracker.track_high_thresh  # only these use appearance
-                    plan = scheduler.plan(frame.index, dets.xyxy, views, wanted)
-                    emb = scheduler.run(plan, frame.image, dets.xyxy, dets.feats)
+                    warp = camera.estimate(frame.image)
+                    views = tracker.predict(None if camera.method == "none" else warp)
+                vectors = computed = None
+                if scheduler is not None:
+                    with timer.stage("embed"):
+                        wanted = dets.conf >= cfg.tracker.track_high_thresh  # only these use appearance
+                        plan = scheduler.plan(frame.index, dets.xyxy, views, wanted)
+                        emb = scheduler.run(plan, frame.image, dets.xyxy, dets.feats)
+                        vectors, computed = emb.vectors, emb.computed
                 with timer.stage("track"):
-                    tracks = tracker.update(dets.xyxy, dets.conf, dets.cls, emb.vectors, emb.computed,
+                    tracks = tracker.update(dets.xyxy, dets.conf, dets.cls, vectors, computed,
                                             (source.width, source.height), include_lost=out.draw_lost)
                     shown = [t for t in tracks if t.state == TrackState.CONFIRMED]
                     ids.update(t.track_id for t in shown)
@@ -120,10 +127,11 @@ def run(cfg: RunConfig, embedder: Embedder | None = None, detector: Detector | N
                 w.close()
 
     outputs = {k: v for k, v in (("video", out.video), ("mot_txt", out.mot_txt), ("json", out.json)) if v}
-    settings = {"source": cfg.source, "embedder": embedder.name, "detector": asdict(cfg.detector),
+    settings = {"source": cfg.source, "embedder": embedder.name if embedder else "none", "detector": asdict(cfg.detector),
                 "scheduler": asdict(sched_cfg), "tracker": asdict(cfg.tracker), "fps": source.fps}
-    summary = summarize(timer, scheduler.computed_total, scheduler.reused_total, len(ids), interrupted,
-                        outputs, settings)
+    counts = (scheduler.computed_total, scheduler.reused_total) if scheduler else (0, 0)
+    summary = summarize(timer, *counts, len(ids), interrupted, outputs, settings,
+                        scheduler.reasons_total if scheduler else None)
     if out.json:
         Path(out.json).write_text(json.dumps(summary.to_dict(), indent=2))
     return summary

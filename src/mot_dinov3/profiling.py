@@ -61,6 +61,7 @@ class RunSummary:
     embeddings_reused: int
     tracks: int
     interrupted: bool = False
+    embed_decisions: dict[str, int] = field(default_factory=dict)  # scheduler reason -> detections
     outputs: dict[str, str] = field(default_factory=dict)
     settings: dict[str, object] = field(default_factory=dict)
 
@@ -83,7 +84,8 @@ class RunSummary:
 
 
 def summarize(timer: StageTimer, computed: int, reused: int, tracks: int, interrupted: bool = False,
-              outputs: dict[str, str] | None = None, settings: dict | None = None) -> RunSummary:
+              outputs: dict[str, str] | None = None, settings: dict | None = None,
+              decisions: dict[str, int] | None = None) -> RunSummary:
     """Build the :class:`RunSummary` from the timer and the embedding counters."""
     totals = timer.frame_totals()
     n = len(totals)
@@ -99,5 +101,5 @@ def summarize(timer: StageTimer, computed: int, reused: int, tracks: int, interr
         stage_mean_ms=means, stage_percent=pct,
         embeddings_computed=computed, embeddings_per_frame=computed / n if n else 0.0,
         embeddings_reused=reused, tracks=tracks, interrupted=interrupted,
-        outputs=outputs or {}, settings=settings or {},
+        embed_decisions=dict(decisions or {}), outputs=outputs or {}, settings=settings or {},
     )

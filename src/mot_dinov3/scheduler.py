@@ -4,9 +4,12 @@
 
 * **critical** (always computed, never limited by the budget):
   no active tracks yet (bootstrap); best IoU with every active track's predicted box below
-  ``iou_gate`` (weak continuity: new object or identity risk); IoU with another detection above
-  ``overlap_thr`` (crowded); the continuing track has no cached embedding; or two detections
-  continue the same track.
+  ``iou_gate`` (weak continuity: new object, or a lost track coming back); IoU above
+  ``overlap_thr`` with another detection or with a second track's predicted box (crowded: a
+  crossing, where reuse would copy one identity onto another); IoU above ``overlap_thr`` with a
+  lost track's predicted box (near_lost: the tracker checks appearance before giving a lost track
+  its box back, so the embedding must be this detection's own); the continuing track has no cached
+  embedding; or two detections continue the same track.
 * **refresh**: a stable detection whose track's embedding is ``refresh_every`` frames old or older.
   Candidates are ordered oldest embedding first, so tracks deferred on earlier frames (the backlog)
   are served first.
@@ -43,6 +46,7 @@ class TrackLike(Protocol):
     xyxy: np.ndarray
     embedding: np.ndarray | None
     last_embed_frame: int
+    lost: bool
 
 
 @dataclass
@@ -95,7 +99,8 @@ def plan_actions(det_xyxy: np.ndarray, tracks: Sequence[TrackLike], frame: int, 
 
     Args:
         det_xyxy: (N, 4) float32 detection boxes, pixels.
-        tracks: active tracks (views with ``track_id``, predicted ``xyxy``, ``embedding``, ``last_embed_frame``).
+        tracks: the tracker's views (``track_id``, predicted ``xyxy``, ``embedding``, ``last_embed_frame``,
+            ``lost``); lost tracks only feed the near_lost rule.
         frame: current 1-based frame index.
         cfg: scheduler thresholds.
         candidates: (N,) bool, detections that need an embedding at all; others get ``SKIP``.
@@ -105,6 +110,8 @@ def plan_actions(det_xyxy: np.ndarray, tracks: Sequence[TrackLike], frame: int, 
     reasons = ["reuse"] * n
     track_ids = np.full(n, -1, np.int64)
     candidates = np.ones(n, bool) if candidates is None else np.asarray(candidates, bool)
+    lost = [t for t in tracks if t.lost]
+    tracks = [t for t in tracks if not t.lost]
     if cfg.embed_all or not tracks:
         reason = "embed_all" if cfg.embed_all else "bootstrap"
         action[:] = CRITICAL
@@ -112,10 +119,14 @@ def plan_actions(det_xyxy: np.ndarray, tracks: Sequence[TrackLike], frame: int, 
     else:
         dd = iou_matrix(det_xyxy, det_xyxy)
         np.fill_diagonal(dd, 0.0)
-        crowded = (dd > cfg.overlap_thr).any(axis=1) if n > 1 else np.zeros(n, bool)
         dt = iou_matrix(det_xyxy, np.array([t.xyxy for t in tracks]))
         best = dt.argmax(axis=1)
         best_iou = dt[np.arange(n), best]
+        second = np.sort(dt, axis=1)[:, -2] if len(tracks) > 1 else np.zeros(n)
+        # crowded: the box overlaps another detection or a second track's predicted box
+        crowded = (dd > cfg.overlap_thr).any(axis=1) | (second > cfg.overlap_thr)
+        near_lost = (iou_matrix(det_xyxy, np.array([t.xyxy for t in lost])) > cfg.overlap_thr).any(axis=1) \
+            if lost else np.zeros(n, bool)
         claims = np.bincount(best[best_iou >= cfg.iou_gate], minlength=len(tracks))
         for i in range(n):
             t = tracks[best[i]]
@@ -125,6 +136,8 @@ def plan_actions(det_xyxy: np.ndarray, tracks: Sequence[TrackLike], frame: int, 
             track_ids[i] = t.track_id
             if crowded[i]:
                 action[i], reasons[i] = CRITICAL, "crowded"
+            elif near_lost[i]:
+                action[i], reasons[i] = CRITICAL, "near_lost"
             elif claims[best[i]] > 1:
                 action[i], reasons[i] = CRITICAL, "shared"
             elif t.embedding is None:
@@ -164,13 +177,17 @@ class EmbeddingScheduler:
         self.backlog: dict[int, int] = {}
         self.computed_total = 0
         self.reused_total = 0
+        self.reasons_total: dict[str, int] = {}
 
     def plan(self, frame: int, det_xyxy: np.ndarray, tracks: Sequence[TrackLike],
              candidates: np.ndarray | None = None) -> EmbedPlan:
         """Plan this frame (see :func:`plan_actions`) and drop backlog entries of inactive tracks."""
-        active = {t.track_id for t in tracks}
+        active = {t.track_id for t in tracks if not t.lost}
         self.backlog = {tid: f for tid, f in self.backlog.items() if tid in active}
-        return plan_actions(det_xyxy, tracks, frame, self.cfg, candidates)
+        plan = plan_actions(det_xyxy, tracks, frame, self.cfg, candidates)
+        for r in plan.reasons:
+            self.reasons_total[r] = self.reasons_total.get(r, 0) + 1
+        return plan
 
     def run(self, plan: EmbedPlan, image: np.ndarray, det_xyxy: np.ndarray,
             det_feats: np.ndarray | None = None) -> Embeddings:

@@ -1,25 +1,37 @@
-"""IoU + cosine multi-object tracker: Kalman motion, two-stage association, EMA embeddings, re-ID.
+"""IoU + cosine multi-object tracker: Kalman motion, GMC, two-stage association, EMA + gallery re-ID.
 
-Per frame (after :meth:`Tracker.predict`), :meth:`Tracker.update` runs:
+Per frame, :meth:`Tracker.predict` moves every track with the Kalman filter and, for a moving camera,
+the GMC warp (BoT-SORT, arXiv 2206.14651). :meth:`Tracker.update` then runs:
 
 1. confirmed and lost tracks x high-score detections, BoT-SORT fused cost
-   (:func:`~mot_dinov3.matching.fuse_iou_appearance`, arXiv 2206.14651), threshold ``match_thresh``;
+   (:func:`~mot_dinov3.matching.fuse_iou_appearance`), threshold ``match_thresh``. A track that
+   missed frames is only matched where its appearance agrees (cosine distance <= ``appearance_thresh``)
+   or is unknown: after an occlusion, a box at the predicted place is often somebody else;
 2. still-unmatched confirmed tracks x low-score detections, IoU only (ByteTrack, arXiv 2110.06864);
-3. tentative tracks x remaining high-score detections (fused cost, threshold 0.7);
-4. lost tracks x remaining high-score detections by appearance alone (cosine distance below
-   ``reid_thresh``, centres within ``reid_max_dist`` image widths): re-identification after occlusion;
-5. unmatched confirmed tracks become lost; lost tracks older than ``track_buffer`` (frames at 30 fps,
-   scaled by the real fps) are removed; unmatched tentative tracks are removed; remaining detections
-   at or above ``new_track_thresh`` start tentative tracks (confirmed at once on the first frame).
+3. observation-centric recovery (OC-SORT, arXiv 2203.14360): the last observed box of each still
+   unmatched track x the remaining high-score detections, IoU only, for predictions that drifted;
+4. lost tracks x remaining high-score detections by appearance alone: the smallest cosine distance to
+   the track's EMA or its gallery of the last ``nn_budget`` embeddings (DeepSORT, arXiv 1703.07402)
+   below ``reid_thresh``, with the centres at most ``reid_max_dist`` image widths from the last
+   observation: re-identification after occlusion. It runs before tentative tracks get their boxes;
+5. tentative tracks x remaining high-score detections (fused cost, threshold 0.7);
+6. life cycle: unmatched confirmed tracks become lost; lost tracks older than ``track_buffer``
+   (frames at 30 fps, scaled by the real fps) are removed; unmatched tentative tracks are removed;
+   remaining detections at or above ``new_track_thresh`` start tentative tracks (confirmed at once
+   on the first frame or with ``min_hits`` 1).
 
 Life cycle: tentative -> confirmed (``min_hits`` matches) -> lost -> confirmed again or removed.
+A track coming back after missed frames restarts its velocity from its last observation (OC-SORT's
+observation-centric re-update, simplified). Reported boxes are the Kalman-filtered states.
 A track's embedding is an EMA (``alpha``) of the fresh embeddings matched to it; embeddings the
-caller marks as not fresh (reused from cache) are used for matching but never update the EMA.
+caller marks as not fresh (reused from cache), and embeddings of boxes overlapping another detection
+by more than ``gallery_overlap_thresh`` IoU, are used for matching but never enter the EMA or gallery.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 from enum import IntEnum
 
 import numpy as np
@@ -49,7 +61,9 @@ class Track:
     state: TrackState
     hits: int
     last_seen: int  # frame of the last matched detection
+    last_obs: np.ndarray  # (4,) float32 xyxy of the last matched detection
     embedding: np.ndarray | None = None  # (D,) float32 L2-normalised EMA
+    gallery: deque = field(default_factory=deque)  # last ``nn_budget`` fresh (D,) embeddings
     last_embed_frame: int = 0  # frame of the last fresh embedding
     det_xyxy: np.ndarray | None = None  # (4,) the box matched this frame
     embedded_now: bool = False
@@ -69,12 +83,14 @@ class TrackView:
         xyxy: (4,) float32 predicted box for the current frame, pixels.
         embedding: (D,) float32 cached EMA embedding, or ``None``.
         last_embed_frame: frame (1-based) of the last fresh embedding; 0 if never.
+        lost: the track is lost (kept for re-identification), not active.
     """
 
     track_id: int
     xyxy: np.ndarray
     embedding: np.ndarray | None
     last_embed_frame: int
+    lost: bool = False
 
 
 @dataclass(frozen=True)
@@ -114,19 +130,29 @@ class Tracker:
         self._next_id = 1
 
     # -- per frame -------------------------------------------------------------------------------
-    def predict(self) -> list[TrackView]:
-        """Advance to the next frame: Kalman-predict every track; return views of the active
-        (tentative and confirmed) tracks for the embedding scheduler."""
+    def predict(self, warp: np.ndarray | None = None) -> list[TrackView]:
+        """Advance to the next frame: Kalman-predict every track; return read-only views of all tracks
+        (active and lost) for the embedding scheduler.
+
+        Args:
+            warp: (2, 3) affine camera motion from the previous frame to this one
+                (:class:`mot_dinov3.gmc.CameraMotion`), applied after the prediction; ``None``: static.
+        """
         self.frame += 1
         if self.tracks:
             means = np.stack([t.mean for t in self.tracks])
             lost = np.array([t.state == TrackState.LOST for t in self.tracks])
             means[lost, 6:8] = 0.0  # a lost track keeps its size (BoT-SORT)
             means, covs = motion.predict(means, np.stack([t.cov for t in self.tracks]))
-            for t, m, c in zip(self.tracks, means, covs):
+            if warp is not None:
+                means, covs = motion.warp_states(means, covs, warp)
+                last = motion.warp_boxes(np.stack([t.last_obs for t in self.tracks]), warp)
+            for i, (t, m, c) in enumerate(zip(self.tracks, means, covs)):
                 t.mean, t.cov, t.embedded_now, t.det_xyxy = m, c, False, None
-        return [TrackView(t.track_id, t.xyxy, t.embedding, t.last_embed_frame)
-                for t in self.tracks if t.state in (TrackState.TENTATIVE, TrackState.CONFIRMED)]
+                if warp is not None:
+                    t.last_obs = last[i]
+        return [TrackView(t.track_id, t.xyxy, t.embedding, t.last_embed_frame, t.state == TrackState.LOST)
+                for t in self.tracks]
 
     def update(self, xyxy: np.ndarray, conf: np.ndarray, cls: np.ndarray,
                embeddings: np.ndarray | None = None, fresh: np.ndarray | None = None,
@@ -148,115 +174,164 @@ class Tracker:
         """
         cfg = self.cfg
         n = len(xyxy)
-        if fresh is None:
-            fresh = np.ones(n, bool)
+        fresh = np.ones(n, bool) if fresh is None else np.asarray(fresh, bool)
+        # an embedding of a box that overlaps another detection mixes two objects: match with it,
+        # but keep it out of the track's EMA and gallery
+        overlap = matching.iou_matrix(xyxy, xyxy)
+        np.fill_diagonal(overlap, 0.0)
+        clean = fresh & ~(overlap > cfg.gallery_overlap_thresh).any(axis=1) if n else fresh
+        frame = _FrameDets(xyxy, conf, cls, embeddings, clean)
         high = np.flatnonzero(conf >= cfg.track_high_thresh)
         low = np.flatnonzero((conf >= cfg.track_low_thresh) & (conf < cfg.track_high_thresh))
         confirmed = [t for t in self.tracks if t.state == TrackState.CONFIRMED]
         lost = [t for t in self.tracks if t.state == TrackState.LOST]
         tentative = [t for t in self.tracks if t.state == TrackState.TENTATIVE]
 
-        # 1. confirmed + lost x high, fused IoU / appearance cost
+        # 1. confirmed + lost x high, fused IoU / appearance cost (BoT-SORT)
         pool = confirmed + lost
-        pairs, um_pool, um_high = self._associate(pool, high, xyxy, conf, embeddings, cfg.match_thresh)
+        pairs, um_pool, um_high = self._associate(pool, high, frame, cfg.match_thresh)
         for r, c in pairs:
-            self._match(pool[r], high[c], xyxy, conf, cls, embeddings, fresh)
-        remaining_high = high[um_high]
+            self._match(pool[r], high[c], frame)
+        remaining = high[um_high]
 
         # 2. unmatched confirmed x low, IoU only (ByteTrack)
         r_conf = [pool[i] for i in um_pool if pool[i].state == TrackState.CONFIRMED]
         cost = 1.0 - matching.iou_matrix(np.array([t.xyxy for t in r_conf]).reshape(-1, 4), xyxy[low])
         pairs2, um2, _ = matching.linear_assignment(cost, cfg.second_match_thresh, cfg.use_hungarian)
         for r, c in pairs2:
-            self._match(r_conf[r], low[c], xyxy, conf, cls, None, fresh)
+            self._match(r_conf[r], low[c], frame, use_embedding=False)
 
-        # 3. tentative x remaining high
-        pairs3, um_tent, um_high3 = self._associate(tentative, remaining_high, xyxy, conf, embeddings,
-                                                    TENTATIVE_MATCH_THRESH)
-        for r, c in pairs3:
-            self._match(tentative[r], remaining_high[c], xyxy, conf, cls, embeddings, fresh)
-        remaining_high = remaining_high[um_high3]
+        # 3. observation-centric recovery (OC-SORT): the last observed box of a still-unmatched
+        #    track against the remaining detections, for tracks whose Kalman prediction drifted
+        left = [r_conf[i] for i in um2] + [pool[i] for i in um_pool if pool[i].state == TrackState.LOST]
+        if left and len(remaining):
+            cost = 1.0 - matching.iou_matrix(np.array([t.last_obs for t in left]), xyxy[remaining])
+            pairs3, _, um3 = matching.linear_assignment(cost, cfg.second_match_thresh, cfg.use_hungarian)
+            for r, c in pairs3:
+                self._match(left[r], remaining[c], frame)
+            remaining = remaining[um3]
+
+        # 4. lost x remaining high by appearance (gallery), gated by distance: re-identification
+        still_lost = [t for t in self.tracks if t.state == TrackState.LOST and t.last_seen != self.frame]
+        if embeddings is not None and still_lost and len(remaining):
+            remaining = self._reidentify(still_lost, remaining, frame, image_wh[0])
+
+        # 5. tentative x remaining high
+        pairs5, um_tent, um_high5 = self._associate(tentative, remaining, frame, TENTATIVE_MATCH_THRESH)
+        for r, c in pairs5:
+            self._match(tentative[r], remaining[c], frame)
+        remaining = remaining[um_high5]
         for i in um_tent:
             tentative[i].state = TrackState.REMOVED
 
-        # 4. lost x remaining high, appearance only: re-identification
-        still_lost = [pool[i] for i in um_pool if pool[i].state == TrackState.LOST]
-        if embeddings is not None and still_lost and len(remaining_high):
-            remaining_high = self._reidentify(still_lost, remaining_high, xyxy, conf, cls, embeddings, fresh,
-                                              image_wh[0])
-
-        # 5. life cycle
+        # 6. life cycle
         for t in self.tracks:
             if t.state == TrackState.CONFIRMED and t.last_seen != self.frame:
                 t.state = TrackState.LOST
             elif t.state == TrackState.LOST and self.frame - t.last_seen > self.max_lost:
                 t.state = TrackState.REMOVED
-        for d in remaining_high:
+        for d in remaining:
             if conf[d] >= cfg.new_track_thresh:
-                self._start(d, xyxy, conf, cls, embeddings, fresh)
+                self._start(d, frame)
         self.tracks = [t for t in self.tracks if t.state != TrackState.REMOVED]
         return self._outputs(include_lost)
 
     # -- steps -----------------------------------------------------------------------------------
-    def _associate(self, tracks: list[Track], dets: np.ndarray, xyxy, conf, embeddings, thresh):
+    def _associate(self, tracks: list[Track], dets: np.ndarray, f: _FrameDets, thresh: float):
         if not tracks or not len(dets):
             return np.zeros((0, 2), int), np.arange(len(tracks)), np.arange(len(dets))
-        iou = matching.iou_matrix(np.array([t.xyxy for t in tracks]), xyxy[dets])
+        iou = matching.iou_matrix(np.array([t.xyxy for t in tracks]), f.xyxy[dets])
         app = None
-        if embeddings is not None:
-            have = np.array([t.embedding is not None for t in tracks])
-            if have.any():
-                t_emb = np.stack([t.embedding if t.embedding is not None else np.zeros(embeddings.shape[1], np.float32)
-                                  for t in tracks])
-                app = matching.cosine_distance(t_emb, embeddings[dets])
-                app[~have] = 2.0  # no appearance yet: never trusted
-        cost = matching.fuse_iou_appearance(iou, app, conf[dets] if self.cfg.fuse_score else None,
+        if f.embeddings is not None:
+            app = self._appearance(tracks, f.embeddings[dets], gallery=False)
+        cost = matching.fuse_iou_appearance(iou, app, f.conf[dets] if self.cfg.fuse_score else None,
                                             self.cfg.proximity_thresh, self.cfg.appearance_thresh)
+        if app is not None:  # a track that missed frames comes back only if its appearance agrees
+            gap = np.array([self.frame - t.last_seen for t in tracks])
+            veto = (gap[:, None] > 1) & (app > self.cfg.appearance_thresh) & (app < 2.0)
+            cost = np.where(veto, 1e3, cost)
         return matching.linear_assignment(cost, thresh, self.cfg.use_hungarian)
 
-    def _reidentify(self, lost: list[Track], dets: np.ndarray, xyxy, conf, cls, embeddings, fresh, img_w):
+    @staticmethod
+    def _appearance(tracks: list[Track], det_emb: np.ndarray, gallery: bool) -> np.ndarray:
+        """(T, M) cosine distance of tracks to detection embeddings: to the EMA, or the smallest over the
+        EMA and the gallery (DeepSORT's nearest-neighbour metric, arXiv 1703.07402); 2 for tracks without one."""
+        out = np.full((len(tracks), len(det_emb)), 2.0, np.float32)
+        for i, t in enumerate(tracks):
+            if t.embedding is None:
+                continue
+            ref = np.stack([t.embedding, *t.gallery]) if gallery and t.gallery else t.embedding[None]
+            out[i] = matching.cosine_distance(ref, det_emb).min(axis=0)
+        return out
+
+    def _reidentify(self, lost: list[Track], dets: np.ndarray, f: _FrameDets, img_w: int) -> np.ndarray:
         have = [t for t in lost if t.embedding is not None]
         if not have:
             return dets
-        app = matching.cosine_distance(np.stack([t.embedding for t in have]), embeddings[dets])
-        near = matching.centroid_distance(np.array([t.xyxy for t in have]), xyxy[dets], img_w) <= self.cfg.reid_max_dist
+        app = self._appearance(have, f.embeddings[dets], gallery=True)
+        last = np.array([t.last_obs for t in have])
+        near = matching.centroid_distance(last, f.xyxy[dets], img_w) <= self.cfg.reid_max_dist
         cost = np.where(near, app, 2.0)
         pairs, _, um = matching.linear_assignment(cost, self.cfg.reid_thresh, self.cfg.use_hungarian)
         for r, c in pairs:
-            self._match(have[r], dets[c], xyxy, conf, cls, embeddings, fresh)
+            self._match(have[r], dets[c], f)
         return dets[um]
 
-    def _match(self, t: Track, d: int, xyxy, conf, cls, embeddings, fresh) -> None:
-        t.mean, t.cov = motion.update(t.mean, t.cov, motion.xyxy_to_xywh(xyxy[d]))
-        t.conf, t.cls, t.last_seen, t.det_xyxy = float(conf[d]), int(cls[d]), self.frame, xyxy[d].copy()
+    def _match(self, t: Track, d: int, f: _FrameDets, use_embedding: bool = True) -> None:
+        z = motion.xyxy_to_xywh(f.xyxy[d])
+        gap = self.frame - t.last_seen
+        if gap > 1:  # back after missed frames: restart the velocity from the observations (OC-SORT ORU)
+            t.mean[4:6] = (z[:2] - motion.xyxy_to_xywh(t.last_obs)[:2]) / gap
+            t.mean[6:8] = 0.0
+        t.mean, t.cov = motion.update(t.mean, t.cov, z)
+        t.conf, t.cls, t.last_seen = float(f.conf[d]), int(f.cls[d]), self.frame
+        t.det_xyxy = f.xyxy[d].copy()
+        t.last_obs = t.det_xyxy
         t.hits += 1
         if t.state == TrackState.LOST or (t.state == TrackState.TENTATIVE and t.hits >= self.cfg.min_hits):
             t.state = TrackState.CONFIRMED
-        if embeddings is not None and fresh[d]:
-            self._update_embedding(t, embeddings[d])
+        if use_embedding and f.embeddings is not None and f.clean[d]:
+            self._update_embedding(t, f.embeddings[d])
 
     def _update_embedding(self, t: Track, e: np.ndarray) -> None:
+        e = e.astype(np.float32)
         if t.embedding is None:
-            t.embedding = e.astype(np.float32).copy()
+            t.embedding = e.copy()
         else:
             ema = self.cfg.alpha * t.embedding + (1.0 - self.cfg.alpha) * e
             t.embedding = (ema / max(np.linalg.norm(ema), 1e-12)).astype(np.float32)
+        if self.cfg.nn_budget > 0:
+            t.gallery.append(e.copy())
+            while len(t.gallery) > self.cfg.nn_budget:
+                t.gallery.popleft()
         t.last_embed_frame, t.embedded_now = self.frame, True
 
-    def _start(self, d: int, xyxy, conf, cls, embeddings, fresh) -> None:
-        mean, cov = motion.initiate(motion.xyxy_to_xywh(xyxy[d]))
-        state = TrackState.CONFIRMED if self.frame == 1 else TrackState.TENTATIVE
-        t = Track(self._next_id, mean, cov, float(conf[d]), int(cls[d]), state, 1, self.frame, det_xyxy=xyxy[d].copy())
+    def _start(self, d: int, f: _FrameDets) -> None:
+        mean, cov = motion.initiate(motion.xyxy_to_xywh(f.xyxy[d]))
+        state = TrackState.CONFIRMED if self.frame == 1 or self.cfg.min_hits <= 1 else TrackState.TENTATIVE
+        box = f.xyxy[d].copy()
+        t = Track(self._next_id, mean, cov, float(f.conf[d]), int(f.cls[d]), state, 1, self.frame, box, det_xyxy=box)
         self._next_id += 1
-        if embeddings is not None and fresh[d]:
-            self._update_embedding(t, embeddings[d])
+        if f.embeddings is not None and f.clean[d]:
+            self._update_embedding(t, f.embeddings[d])
         self.tracks.append(t)
 
     def _outputs(self, include_lost: bool) -> list[TrackOutput]:
         out = []
         for t in self.tracks:
             if t.state == TrackState.CONFIRMED and t.last_seen == self.frame:
-                out.append(TrackOutput(t.track_id, t.det_xyxy, t.conf, t.cls, t.state, t.embedded_now))
+                out.append(TrackOutput(t.track_id, t.xyxy, t.conf, t.cls, t.state, t.embedded_now))
             elif include_lost and t.state == TrackState.LOST:
                 out.append(TrackOutput(t.track_id, t.xyxy, t.conf, t.cls, t.state, False))
         return sorted(out, key=lambda o: o.track_id)
+
+
+@dataclass(frozen=True)
+class _FrameDets:
+    """This frame's detections as the association steps read them (``clean``: embedding fit for the gallery)."""
+
+    xyxy: np.ndarray
+    conf: np.ndarray
+    cls: np.ndarray
+    embeddings: np.ndarray | None
+    clean: np.ndarray

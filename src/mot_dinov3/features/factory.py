@@ -28,24 +28,25 @@ def _yolo(cfg: EmbedderConfig) -> Embedder:
 
 
 BACKENDS: dict[str, Callable[[EmbedderConfig], Embedder]] = {"dino": _dino, "onnx": _onnx, "yolo": _yolo}
+NO_REID = "none"  # ``--embedder none``: motion-only tracking, no appearance at all
 
 
 def available() -> list[str]:
-    """Names accepted by ``--embedder``."""
-    return sorted(BACKENDS)
+    """Names accepted by ``--embedder`` (the backends plus ``none``)."""
+    return sorted(BACKENDS) + [NO_REID]
 
 
 def check_name(name: str) -> None:
     """Raise :class:`UserError` for an unknown backend name (cheap; call before loading anything)."""
-    if name not in BACKENDS:
+    if name not in BACKENDS and name != NO_REID:
         raise UserError(f"--embedder {name}: unknown embedder; choose one of {', '.join(available())}")
 
 
-def create_embedder(cfg: EmbedderConfig) -> Embedder:
-    """Build the backend ``cfg.name``.
+def create_embedder(cfg: EmbedderConfig) -> Embedder | None:
+    """Build the backend ``cfg.name``; ``None`` for ``none`` (no ReID).
 
     Raises:
         UserError: unknown name, or the backend's own load errors (missing model, gated, offline ...).
     """
     check_name(cfg.name)
-    return BACKENDS[cfg.name](cfg)
+    return None if cfg.name == NO_REID else BACKENDS[cfg.name](cfg)
