@@ -72,7 +72,7 @@ fi
 torch_ok || die "torch/torchvision installed but torchvision's ops do not load; reinstall a matching pair (see README, Troubleshooting)"
 
 echo "==> installing mot-dinov3 and its dependencies"
-$VPY -m pip install -q -e ".[test]" || die "package install failed; see the pip output above"
+$VPY -m pip install -q -e ".[test,bench]" || die "package install failed; see the pip output above"
 
 case "$transformers_mode" in
   edge) echo "==> installing transformers from GitHub (DINOv3 support)"

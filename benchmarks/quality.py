@@ -86,6 +86,8 @@ def run_ours(name, make_embedder, sched, tracker, det_cfg, seqs, cache, res_dir)
                         embedder=EmbedderConfig(name="none") if embedder is None else EmbedderConfig(),
                         output=OutputConfig(video=None, mot_txt=str(res_dir / f"{seq.name}.txt"), progress=False))
         s = pipeline.run(cfg, embedder=embedder, detector=ReplayDetector(cache[seq]))
+        if s.interrupted:  # the pipeline turns Ctrl-C / SIGTERM into a clean stop; stop the benchmark too
+            raise KeyboardInterrupt
         frames += s.frames
         computed += s.embeddings_computed
         stage_ms["embed"] += s.stage_mean_ms["embed"] * s.frames

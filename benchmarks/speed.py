@@ -8,7 +8,8 @@ Rows, all in one process with one shared detector, over the same first ``--max-f
 detector only (read + detect); ours with OSNet scheduled (defaults); ours with OSNet ``--embed-all``;
 ours with the ``dino`` backend on a random-init model from ``--dino-config`` (ViT-S/14: the real
 cost). No video is written, so the rows differ only in embedding and tracking. Each row runs
-``--repeats`` times, interleaved, and keeps its median, so background load hits every row alike.
+``--repeats`` times, interleaved, and keeps its median (the faster run when there are two), so
+background load hits every row alike.
 FPS are reported as ratios to detector-only measured in the same run. ``--peer-track-ms`` adds an
 estimated row for a tracker that costs that many ms per frame on top of the same detector (default
 100: BoxMOT botsort + OSNet x0.25 as measured in issue 3). Prints a markdown table; writes JSON.
@@ -54,6 +55,8 @@ def ours(source: str, detector: Detector, embedder, sched: SchedulerConfig, max_
     cfg = RunConfig(source=source, detector=DetectorConfig(device=device), scheduler=sched,
                     output=OutputConfig(video=None, progress=False), max_frames=max_frames)
     s = pipeline.run(cfg, embedder=embedder, detector=detector)
+    if s.interrupted:  # the pipeline turns Ctrl-C / SIGTERM into a clean stop; stop the benchmark too
+        raise KeyboardInterrupt
     return {"fps": s.fps, "ms_per_frame": 1000.0 / s.fps, "embeddings_per_frame": s.embeddings_per_frame,
             "stage_mean_ms": s.stage_mean_ms}
 

@@ -74,7 +74,7 @@ def test_scheduler_saves_embeddings_against_embed_all(tmp_path, yolov8n, osnet_o
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seq,embedder", [("MOT17-05-FRCNN", "yolo"), ("MOT17-13-FRCNN", "yolo"),
-                                          ("MOT17-02-FRCNN", "onnx")])
+                                          ("MOT17-02-FRCNN", "onnx"), ("MOT17-11-FRCNN", "none")])
 def test_track_mot17_mini(tmp_path, yolov8n, osnet_onnx, seq, embedder):
     src = shared_path(f"data/MOT17-mini/train/{seq}")
     txt = tmp_path / f"{seq}.txt"
@@ -112,6 +112,15 @@ def test_bad_input_gives_one_line_error_and_exit_2(tmp_path, args, needle):
     err = [line for line in r.stderr.splitlines() if line.startswith("error:")]
     assert len(err) == 1 and needle in err[0], r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_unknown_gmc_method_in_tracker_config_is_a_clean_error(tmp_path):
+    y = tmp_path / "t.yaml"
+    y.write_text("gmc_method: orb2\n")
+    r = run_cli("--source", shared_path("data/videos/mmtracking_demo.mp4"), "--tracker-config", y,
+                "--embedder", "none", "--output", "")
+    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0
+    assert "gmc_method 'orb2': unknown" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_hf_token_is_read_from_dotenv(tmp_path, monkeypatch):

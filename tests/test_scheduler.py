@@ -41,9 +41,9 @@ def box(x, y=0, w=50, h=100):
     return [x, y, x + w, y + h]
 
 
-def view(tid, x, last, emb=True):
+def view(tid, x, last, emb=True, lost=False):
     e = np.eye(D, dtype=np.float32)[(tid + 3) % D] if emb else None
-    return TrackView(tid, np.array(box(x), np.float32), e, last)
+    return TrackView(tid, np.array(box(x), np.float32), e, last, lost)
 
 
 IMG = np.zeros((10, 10, 3), np.uint8)
@@ -64,6 +64,23 @@ def test_rules_weak_iou_crowded_refresh_reuse():
     assert p.reasons == ["reuse", "refresh", "weak_iou", "crowded", "weak_iou"]
     assert p.track_ids[:2].tolist() == [1, 2]
     assert set(p.cached) == {1, 2}
+
+
+def test_near_lost_and_near_second_track_are_critical():
+    dets = np.array([box(0), box(300), box(600)], np.float32)
+    tracks = [view(1, 2, last=9), view(2, 302, last=9), view(3, 330, last=9), view(4, 602, last=9),
+              view(5, 620, last=3, lost=True)]
+    p = plan_actions(dets, tracks, 10, SchedulerConfig())
+    # det0 continues track 1 alone -> reuse; det1 continues track 2 but overlaps track 3's prediction
+    # (IoU 0.25) -> crowded; det2 continues track 4 but a lost track is predicted on top of it -> near_lost
+    assert p.reasons == ["reuse", "crowded", "near_lost"]
+    assert 5 not in p.track_ids  # a lost track is never the one a detection continues
+
+
+def test_lost_tracks_alone_do_not_count_as_active():
+    dets = np.array([box(0)], np.float32)
+    p = plan_actions(dets, [view(1, 0, last=9, lost=True)], 10, SchedulerConfig())
+    assert p.reasons == ["bootstrap"]
 
 
 def test_missing_cache_and_shared_track_are_critical_and_skip_mask():

@@ -80,3 +80,86 @@ def test_tentative_tracks_need_min_hits_and_greedy_mode_works():
     assert step(tr, [[100, 100, 140, 200]]) == []  # tentative
     out = step(tr, [[102, 100, 142, 200]])
     assert len(out) == 1 and out[0].state == TrackState.CONFIRMED
+
+
+def test_camera_motion_warp_keeps_ids_when_the_whole_scene_shifts():
+    """A camera pan moves every box 60 px per frame; with the GMC warp the predictions follow."""
+    def run(use_warp):
+        tr = Tracker(TrackerConfig())
+        ids = []
+        for k in range(8):
+            dx = 60 * k
+            warp = np.array([[1, 0, 60], [0, 1, 0]], float) if use_warp and k else None
+            tr.predict(warp)
+            xyxy = np.array([[100 + dx, 100, 140 + dx, 200], [300 + dx, 100, 340 + dx, 200]], np.float32)
+            out = tr.update(xyxy, np.full(2, 0.9, np.float32), np.zeros(2, np.int64), None, None, (1000, 500))
+            ids.append(tuple(o.track_id for o in out))
+        return ids
+    with_warp = run(True)
+    assert all(i == (1, 2) for i in with_warp)  # the same two tracks throughout
+    assert set(run(False)[-1]) != {1, 2}  # without it the 60 px jumps break IoU continuity
+
+
+def test_gallery_reidentifies_when_the_ema_has_drifted():
+    """The EMA drifts while the object turns; the gallery still holds its earlier look."""
+    cfg = TrackerConfig(nn_budget=30, alpha=0.5)
+    tr = Tracker(cfg)
+    look_a, look_b = unit(0, 8), unit(1, 8)
+    for k in range(6):
+        out = step(tr, [[100 + k, 100, 140 + k, 200]], [look_a])
+    for k in range(6):  # turns: new look dominates the EMA
+        out = step(tr, [[106 + k, 100, 146 + k, 200]], [look_b])
+    tid = out[0].track_id
+    for _ in range(10):
+        step(tr, [])
+    out = step(tr, [[160, 100, 200, 200]], [look_a])  # back, away from the prediction, first look
+    assert [o.track_id for o in out] == [tid]
+    tr0 = Tracker(TrackerConfig(nn_budget=0, alpha=0.5))  # EMA only: not re-identified
+    for k in range(6):
+        step(tr0, [[100 + k, 100, 140 + k, 200]], [look_a])
+    for k in range(6):
+        out = step(tr0, [[106 + k, 100, 146 + k, 200]], [look_b])
+    for _ in range(10):
+        step(tr0, [])
+    out = step(tr0, [[160, 100, 200, 200]], [look_a])
+    assert out == [] and len(tr0.tracks[0].gallery) == 0
+
+
+def test_overlapping_boxes_stay_out_of_the_gallery():
+    tr = Tracker(TrackerConfig(gallery_overlap_thresh=0.3))
+    step(tr, [[100, 100, 140, 200], [400, 100, 440, 200]], [unit(0), unit(1)])
+    before = len(tr.tracks[0].gallery)
+    step(tr, [[100, 100, 140, 200], [110, 100, 150, 200]], [unit(0), unit(2)])  # IoU 0.6 with each other
+    assert len(tr.tracks[0].gallery) == before
+
+
+def test_lost_track_is_not_given_a_different_looking_box_at_its_prediction():
+    """After missed frames, a box where the track was predicted but with another appearance starts a
+    new track instead of continuing the old identity; with the same appearance it continues."""
+    def run(look):
+        tr = Tracker(TrackerConfig())
+        for k in range(6):
+            out = step(tr, [[100 + 10 * k, 100, 140 + 10 * k, 200]], [unit(0)])
+        tid = out[0].track_id
+        step(tr, [])
+        step(tr, [])
+        step(tr, [[180, 100, 220, 200]], [unit(look)])  # where the Kalman filter predicts it
+        return tid, {t.track_id: t.state for t in tr.tracks}
+    tid, states = run(1)
+    assert states[tid] == TrackState.LOST and len(states) == 2
+    tid, states = run(0)
+    assert states == {tid: TrackState.CONFIRMED}
+
+
+def test_last_observation_recovers_a_track_whose_prediction_drifted():
+    """OC-SORT: a fast track stops behind an occluder; its Kalman prediction runs on, but the box
+    reappears where it was last seen and is matched through the last observation."""
+    tr = Tracker(TrackerConfig(reid_thresh=0.0))  # no appearance: IoU of the last observation only
+    for k in range(8):
+        out = step(tr, [[100 + 15 * k, 100, 140 + 15 * k, 200]])
+    tid = out[0].track_id
+    for _ in range(4):
+        step(tr, [])
+    last = 100 + 15 * 7
+    out = step(tr, [[last + 2, 100, last + 42, 200]])
+    assert [o.track_id for o in out] == [tid]

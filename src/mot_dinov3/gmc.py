@@ -81,7 +81,7 @@ class CameraMotion:
 
     @staticmethod
     def _corners(grey: np.ndarray) -> np.ndarray | None:
-        return cv2.goodFeaturesToTrack(grey, maxCorners=200, qualityLevel=0.01, minDistance=8, blockSize=3)
+        return cv2.goodFeaturesToTrack(grey, maxCorners=400, qualityLevel=0.01, minDistance=4, blockSize=3)
 
     def _sparse_flow(self, prev: np.ndarray, grey: np.ndarray) -> np.ndarray | None:
         pts, self._prev_pts = self._prev_pts, self._corners(grey)
@@ -91,7 +91,7 @@ class CameraMotion:
         ok = status.reshape(-1).astype(bool)
         if ok.sum() < 8:
             return None
-        warp, _ = cv2.estimateAffinePartial2D(pts[ok], nxt[ok], method=cv2.RANSAC)
+        warp, _ = cv2.estimateAffinePartial2D(pts[ok], nxt[ok], method=cv2.RANSAC, ransacReprojThreshold=0.5)
         return warp
 
     @staticmethod

@@ -246,11 +246,15 @@ class Tracker:
             app = self._appearance(tracks, f.embeddings[dets], gallery=False)
         cost = matching.fuse_iou_appearance(iou, app, f.conf[dets] if self.cfg.fuse_score else None,
                                             self.cfg.proximity_thresh, self.cfg.appearance_thresh)
-        if app is not None:  # a track that missed frames comes back only if its appearance agrees
-            gap = np.array([self.frame - t.last_seen for t in tracks])
-            veto = (gap[:, None] > 1) & (app > self.cfg.appearance_thresh) & (app < 2.0)
-            cost = np.where(veto, 1e3, cost)
+        if app is not None:
+            cost = np.where(self._appearance_veto(tracks, app), 1e3, cost)
         return matching.linear_assignment(cost, thresh, self.cfg.use_hungarian)
+
+    def _appearance_veto(self, tracks: list[Track], app: np.ndarray) -> np.ndarray:
+        """(T, M) bool: a track that missed frames comes back only if its appearance agrees (where both
+        embeddings are known, cosine distance ``app`` <= ``appearance_thresh``)."""
+        gap = np.array([self.frame - t.last_seen for t in tracks])
+        return (gap[:, None] > 1) & (app > self.cfg.appearance_thresh) & (app < 2.0)
 
     @staticmethod
     def _appearance(tracks: list[Track], det_emb: np.ndarray, gallery: bool) -> np.ndarray:

@@ -1,0 +1,59 @@
+"""The benchmark helpers on a MOT17-mini sequence: detection cache, replay, Ultralytics peers, scoring."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import shared_path
+from mot_dinov3 import pipeline
+from mot_dinov3.config import DetectorConfig, EmbedderConfig, OutputConfig, RunConfig
+from mot_dinov3.io import read_mot_txt
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import common  # noqa: E402
+import quality  # noqa: E402
+
+
+@pytest.fixture
+def mini(tmp_path, monkeypatch, yolov8n):
+    monkeypatch.setattr(common, "CACHE_DIR", tmp_path / "cache")
+    seq = shared_path("data/MOT17-mini/train/MOT17-05-FRCNN")
+    det = DetectorConfig(model=str(yolov8n), conf=0.1, imgsz=640, classes=[0])
+    return seq, det
+
+
+def test_detections_are_cached_and_replayed_unchanged(mini):
+    seq, det = mini
+    first = common.load_or_detect(seq, det)
+    assert common.cache_path(seq, det).is_file()
+    again = common.load_or_detect(seq, det)
+    n = len(list((seq / "img1").glob("*.jpg")))
+    assert len(first.frames) == len(again.frames) == n and len(first.detect_ms) == n
+    for a, b in zip(first.frames, again.frames):
+        np.testing.assert_array_equal(a.xyxy, b.xyxy)
+        np.testing.assert_array_equal(a.conf, b.conf)
+        assert b.feats.shape == (len(b), 64)  # neck features kept for the yolo embedder
+    assert sum(len(f) for f in first.frames) > 0
+
+
+def test_ours_and_an_ultralytics_peer_run_on_the_same_cached_boxes(mini, tmp_path):
+    seq, det = mini
+    dets = common.load_or_detect(seq, det)
+    ours_txt, peer_txt = tmp_path / "ours" / f"{seq.name}.txt", tmp_path / "peer" / f"{seq.name}.txt"
+    cfg = RunConfig(source=str(seq), detector=det, embedder=EmbedderConfig(name="none"),
+                    output=OutputConfig(video=None, mot_txt=str(ours_txt), progress=False))
+    pipeline.run(cfg, detector=common.ReplayDetector(dets))
+    peer_txt.parent.mkdir()
+    common.run_ultralytics_tracker("bytetrack", seq, dets, peer_txt)
+    ours, peer = read_mot_txt(ours_txt), read_mot_txt(peer_txt)
+    assert len(ours) and len(peer)
+    # every reported box is one of the cached detections (ours reports the Kalman state: close to it)
+    boxes = np.concatenate([f.xyxy for f in dets.frames])
+    for res in (ours, peer):
+        xyxy = np.c_[res[:, 2:4], res[:, 2:4] + res[:, 4:6]]
+        err = np.abs(xyxy[:, None] - boxes[None]).max(axis=2).min(axis=1)
+        assert np.median(err) < 3.0
+    s = quality.scores([seq], tmp_path / "ours")
+    assert set(s) == {"DEV", seq.name} and 0 < s["DEV"]["HOTA"] <= 1
