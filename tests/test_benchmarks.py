@@ -57,3 +57,28 @@ def test_ours_and_an_ultralytics_peer_run_on_the_same_cached_boxes(mini, tmp_pat
         assert np.median(err) < 3.0
     s = quality.scores([seq], tmp_path / "ours")
     assert set(s) == {"DEV", seq.name} and 0 < s["DEV"]["HOTA"] <= 1
+
+
+def test_scheduler_benchmark_compares_each_view_with_its_own_embed_all():
+    import scheduler as bench  # benchmarks/scheduler.py
+
+    views = {"a@960": {"embed-all": {"embeddings_computed": 100, "HOTA": 0.50, "IDF1": 0.60},
+                       "default": {"embeddings_computed": 70, "HOTA": 0.51, "IDF1": 0.58}},
+             "b@640": {"embed-all": {"embeddings_computed": 200, "HOTA": 0.40, "IDF1": 0.50},
+                       "default": {"embeddings_computed": 100, "HOTA": 0.38, "IDF1": 0.51}}}
+    s = bench.summarize(views, ["default"])["default"]
+    assert s["computed_fraction"] == pytest.approx(0.6)  # mean of 70% and 50%
+    assert s["d_HOTA"] == pytest.approx(-0.5) and s["d_IDF1"] == pytest.approx(-0.5)
+    assert s["d_HOTA_min"] == pytest.approx(-2.0) and s["d_HOTA_max"] == pytest.approx(1.0)
+    assert "| default | 51.00 / 58.00 (70%) | 38.00 / 51.00 (50%) | 60% | -0.50 | -0.50 |" in bench.table(views, {"default": s})
+    assert bench.parse_view("w/yolo.pt:640") == ("w/yolo.pt", 640)
+    with pytest.raises(SystemExit, match="WEIGHTS:IMGSZ"):
+        bench.parse_view("yolo.pt")
+
+
+def test_speed_benchmark_says_how_to_get_boxmot_when_it_is_missing(monkeypatch):
+    import speed
+
+    monkeypatch.setitem(sys.modules, "boxmot", None)  # import boxmot -> ImportError
+    with pytest.raises(SystemExit, match="boxmot is not importable"):
+        speed.boxmot_botsort("unused.mp4", None, "osnet_x0_25_msmt17.pt", 1, None)

@@ -29,7 +29,7 @@ def test_flags_become_configs():
     assert cfg.scheduler.budget_ms == 20 and cfg.tracker.use_hungarian is False and cfg.output.video is None
     d = build_run_config(track_parser().parse_args(["--source", "v.mp4"]))
     assert d.embedder.name == "dino" and d.embedder.model == "facebook/dinov3-vitb16-pretrain-lvd1689m"
-    assert d.detector.conf == 0.1 and d.detector.imgsz == 960 and d.scheduler.refresh_every == 5
+    assert d.detector.conf == 0.1 and d.detector.imgsz == 960 and d.scheduler.refresh_every == 2
 
 
 def test_default_conf_follows_the_tracker_low_threshold(tmp_path):

@@ -8,7 +8,7 @@ from conftest import shared_path
 from mot_dinov3.config import DetectorConfig
 from mot_dinov3.detector import Detector, resolve_weights
 from mot_dinov3.errors import UserError
-from mot_dinov3.io import FrameSource, MotWriter, read_mot_txt
+from mot_dinov3.io import FrameSource, MotWriter, prefetch, read_mot_txt
 from mot_dinov3.matching import iou_matrix
 
 
@@ -85,6 +85,37 @@ def test_image_folder_and_video_sources(tmp_path):
         FrameSource(tmp_path / "notes.mp4")
     with pytest.raises(UserError, match="no images"):
         FrameSource(tmp_path)
+
+
+def test_prefetch_keeps_order_and_content(mot17_09):
+    src = FrameSource(mot17_09)
+    direct = [(f.index, f.image.sum()) for f, _ in zip(FrameSource(mot17_09), range(6))]
+    got = []
+    for f in prefetch(src, depth=2):
+        got.append((f.index, f.image.sum()))
+        if len(got) == 6:
+            break
+    src.close()
+    assert got == direct
+
+
+def test_prefetch_reraises_reader_errors_in_order_and_stops_its_thread():
+    import threading
+
+    def frames():
+        yield 1
+        yield 2
+        raise UserError("--source x: cannot decode image 3.jpg")
+
+    got = []
+    with pytest.raises(UserError, match="3.jpg"):
+        for f in prefetch(frames()):
+            got.append(f)
+    assert got == [1, 2]
+    gen = prefetch(iter(range(1000)), depth=1)
+    assert next(gen) == 0
+    gen.close()  # the consumer stops early: the decoding thread must end, not block on the full queue
+    assert not any(t.name == "frame-prefetch" for t in threading.enumerate())
 
 
 def test_mot_writer_format(tmp_path):

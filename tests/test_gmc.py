@@ -37,6 +37,23 @@ def test_camera_shift_is_recovered(mot17_09, method):
     assert np.allclose(w[:, :2], np.eye(2), atol=0.02)
 
 
+def test_static_camera_switches_gmc_off_and_a_later_pan_switches_it_back_on(mot17_09):
+    imgs = frames(mot17_09, 12)
+    cam = CameraMotion("sparseOptFlow", static_frames=3, recheck_every=4)
+    warps = [cam.estimate(im) for im in imgs]
+    assert all(np.array_equal(w, np.eye(2, 3)) for w in warps) and cam.camera_static
+    # frame 1 only primes; frames 2-4 are estimated (3 static in a row); then one check every 4 frames
+    assert cam.estimations == 3 + 2
+    # the camera pans 20 px between the last check (frame 12) and the next one (frame 16)
+    h, w = imgs[-1].shape[:2]
+    pan = cv2.warpAffine(imgs[-1], np.array([[1, 0, 20.0], [0, 1, 0]]), (w, h), borderMode=cv2.BORDER_REFLECT)
+    out = [cam.estimate(im) for im in (imgs[-1], imgs[-1], imgs[-1], pan)]
+    assert all(np.array_equal(x, np.eye(2, 3)) for x in out[:3])  # skipped frames: no work
+    assert out[3][0, 2] == pytest.approx(20.0, abs=3.0) and not cam.camera_static
+    assert not np.array_equal(cam.estimate(pan), out[3])  # frame-to-frame again: estimated on the next frame
+    assert cam.estimations == 3 + 2 + 2
+
+
 def test_none_and_unknown_methods():
     assert np.array_equal(CameraMotion("none").estimate(np.zeros((40, 60, 3), np.uint8)), np.eye(2, 3))
     with pytest.raises(UserError, match="gmc_method"):

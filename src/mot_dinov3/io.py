@@ -7,7 +7,9 @@ as they go and are safe to close at any point, so an interrupted run keeps what 
 from __future__ import annotations
 
 import configparser
-from collections.abc import Iterator
+import queue
+import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,6 +126,60 @@ class FrameSource:
         if self._cap is not None:
             self._cap.release()
             self._cap = None
+
+
+def prefetch(frames: Iterable[Frame], depth: int = 4) -> Iterator[Frame]:
+    """Decode frames in a background thread, up to ``depth`` ahead of the consumer.
+
+    Image decoding (OpenCV releases the GIL) then overlaps detection instead of adding to it: about
+    6 ms per 1080p JPEG frame on a 2-core CPU, and more of the frame time on a GPU. Errors raised while
+    reading (e.g. :class:`UserError` for an undecodable image) are re-raised in the consumer, in
+    order. Closing the generator (``close()``, or leaving a ``for`` loop) stops the thread before it
+    returns, so the source can be closed safely afterwards.
+
+    Args:
+        frames: any iterable of frames, typically a :class:`FrameSource`.
+        depth: most frames held decoded ahead (memory: ``depth`` frames).
+
+    Yields:
+        The frames of ``frames``, in order.
+    """
+    q: queue.Queue = queue.Queue(maxsize=max(1, depth))
+    stop = threading.Event()
+    end = object()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            for frame in frames:
+                if not put(frame):
+                    return
+        except BaseException as e:  # handed to the consumer, raised there
+            put(e)
+            return
+        put(end)
+
+    thread = threading.Thread(target=work, name="frame-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is end:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
 
 
 def ensure_writable(path: str | Path, flag: str) -> Path:

@@ -1,5 +1,8 @@
 """The frame loop: read -> detect -> schedule + embed -> track -> draw -> write, each stage timed.
 
+Frames are decoded one to four frames ahead in a background thread (:func:`mot_dinov3.io.prefetch`),
+so the ``read`` stage is the time the loop waited for a decoded frame.
+
 This is the one place that sees every stage. Per frame: the tracker predicts its tracks' boxes;
 the scheduler plans which detections need a fresh embedding against those predictions and runs the
 embedder within its budget; the tracker consumes the embeddings (fresh ones update its EMA); viz
@@ -23,7 +26,7 @@ from mot_dinov3.detector import Detector
 from mot_dinov3.features.base import Embedder
 from mot_dinov3.features.factory import create_embedder
 from mot_dinov3.gmc import CameraMotion
-from mot_dinov3.io import FrameSource, MotWriter, VideoWriter, ensure_writable
+from mot_dinov3.io import FrameSource, MotWriter, VideoWriter, ensure_writable, prefetch
 from mot_dinov3.profiling import RunSummary, StageTimer, summarize
 from mot_dinov3.scheduler import EmbeddingScheduler
 from mot_dinov3.tracker import TrackState, Tracker
@@ -82,7 +85,7 @@ def run(cfg: RunConfig, embedder: Embedder | None = None, detector: Detector | N
     interrupted = False
     total = min(filter(None, (source.length, cfg.max_frames)), default=None)
     bar = tqdm(total=total, unit="frame", disable=not out.progress, dynamic_ncols=True)
-    frames = iter(source)
+    frames = prefetch(source)  # decoding overlaps detection
     try:
         with sigterm_as_interrupt():
             while cfg.max_frames is None or timer.frames < cfg.max_frames:
@@ -122,6 +125,7 @@ def run(cfg: RunConfig, embedder: Embedder | None = None, detector: Detector | N
         interrupted = True
     finally:
         bar.close()
+        frames.close()  # stops the decoding thread before the source is closed
         for w in (video, mot, source):
             if w is not None:
                 w.close()
