@@ -44,30 +44,9 @@ from mot_dinov3.features.factory import create_embedder  # noqa: E402
 from mot_dinov3.io import FrameSource  # noqa: E402
 
 
-def detector_only(source: str, detector: Detector, max_frames: int) -> dict:
-    per_frame = []
-    src = FrameSource(source)
-    it = iter(src)
-    for _ in range(max_frames):
-        t0 = time.perf_counter()
-        frame = next(it, None)
-        if frame is None:
-            break
-        detector(frame.image)
-        per_frame.append((time.perf_counter() - t0) * 1000.0)
-    src.close()
-    ms = float(np.mean(per_frame))
-    return {"fps": 1000.0 / ms, "ms_per_frame": ms, "embeddings_per_frame": 0.0, "stage_mean_ms": {}}
-
-
-def boxmot_botsort(source: str, detector: Detector, reid: str, max_frames: int, device) -> dict:
-    """BoxMOT ``BotSort`` (default parameters, ReID on every detection it embeds) after the same detector."""
-    try:
-        from boxmot import BotSort
-    except ImportError:
-        raise SystemExit("--boxmot-reid: boxmot is not importable; see the install note in this script's docstring")
-    tracker = BotSort(reid_weights=Path(reid), device=device or "cpu", half=False)
-    per_frame, track_ms = [], []
+def timed_loop(source: str, detector: Detector, max_frames: int, after_detect=None) -> dict:
+    """Read + detect (+ ``after_detect(frame, detections)``) frame by frame, without prefetching."""
+    per_frame, extra_ms = [], []
     src = FrameSource(source)
     it = iter(src)
     for _ in range(max_frames):
@@ -77,14 +56,32 @@ def boxmot_botsort(source: str, detector: Detector, reid: str, max_frames: int, 
             break
         d = detector(frame.image)
         t1 = time.perf_counter()
-        tracker.update(np.c_[d.xyxy, d.conf, d.cls].astype(np.float32), frame.image)
+        if after_detect is not None:
+            after_detect(frame, d)
         t2 = time.perf_counter()
         per_frame.append((t2 - t0) * 1000.0)
-        track_ms.append((t2 - t1) * 1000.0)
+        extra_ms.append((t2 - t1) * 1000.0)
     src.close()
     ms = float(np.mean(per_frame))
-    return {"fps": 1000.0 / ms, "ms_per_frame": ms, "embeddings_per_frame": None,
-            "stage_mean_ms": {"track": float(np.mean(track_ms))}}
+    stages = {"track": float(np.mean(extra_ms))} if after_detect is not None else {}
+    return {"fps": 1000.0 / ms, "ms_per_frame": ms, "embeddings_per_frame": 0.0, "stage_mean_ms": stages}
+
+
+def detector_only(source: str, detector: Detector, max_frames: int) -> dict:
+    return timed_loop(source, detector, max_frames)
+
+
+def boxmot_botsort(source: str, detector: Detector, reid: str, max_frames: int, device) -> dict:
+    """BoxMOT ``BotSort`` (default parameters, ReID on every detection it embeds) after the same detector."""
+    try:
+        from boxmot import BotSort
+    except ImportError:
+        raise SystemExit("--boxmot-reid: boxmot is not importable; see the install note in this script's docstring")
+    tracker = BotSort(reid_weights=Path(reid), device=device or "cpu", half=False)
+    row = timed_loop(source, detector, max_frames,
+                     lambda frame, d: tracker.update(np.c_[d.xyxy, d.conf, d.cls].astype(np.float32), frame.image))
+    row["embeddings_per_frame"] = None  # not reported by BoxMOT
+    return row
 
 
 def ours(source: str, detector: Detector, embedder, sched: SchedulerConfig, max_frames: int, device) -> dict:
