@@ -72,7 +72,8 @@ def track_parser() -> argparse.ArgumentParser:
     g.add_argument("--crop-square", action=argparse.BooleanOptionalAction, default=True,
                    help="expand crops to the model input's aspect ratio (square for ViTs) instead of stretching")
     g = p.add_argument_group("embedding scheduler")
-    g.add_argument("--embed-refresh", type=int, default=SchedulerConfig.refresh_every, help="refresh a stable track's embedding every N frames")
+    g.add_argument("--embed-refresh", type=int, default=SchedulerConfig.refresh_every,
+                   help="refresh a stable track's embedding every N frames")
     g.add_argument("--embed-iou-gate", type=float, default=0.6, help="IoU with a track >= gate: eligible for reuse")
     g.add_argument("--embed-overlap-thr", type=float, default=0.2,
                    help="IoU with another detection, a second track or a lost track above this: critical")
