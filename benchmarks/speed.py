@@ -21,7 +21,7 @@ botsort + OSNet x0.25 as measured in issue 3). Prints a markdown table; writes J
 BoxMOT is not a dependency of this project: it pins an older onnxruntime and installs it on first use
 of an ONNX ReID model. Keep it out of the project's environment, e.g.
 ``pip install --target .bench-boxmot --no-deps boxmot filterpy gdown lapx rich pandas platformdirs pyarrow
-scikit-learn timm click`` and run this script with ``PYTHONPATH=.bench-boxmot``.
+scikit-learn joblib threadpoolctl timm click`` and run this script with ``PYTHONPATH=.bench-boxmot``.
 """
 
 from __future__ import annotations
