@@ -45,7 +45,8 @@ from mot_dinov3.io import FrameSource  # noqa: E402
 
 
 def timed_loop(source: str, detector: Detector, max_frames: int, after_detect=None) -> dict:
-    """Read + detect (+ ``after_detect(frame, detections)``) frame by frame, without prefetching."""
+    """Read + detect (+ ``after_detect(frame, detections)``) frame by frame, without prefetching: the
+    detector-only row, and the BoxMOT row with its tracker as ``after_detect``."""
     per_frame, extra_ms = [], []
     src = FrameSource(source)
     it = iter(src)
@@ -65,10 +66,6 @@ def timed_loop(source: str, detector: Detector, max_frames: int, after_detect=No
     ms = float(np.mean(per_frame))
     stages = {"track": float(np.mean(extra_ms))} if after_detect is not None else {}
     return {"fps": 1000.0 / ms, "ms_per_frame": ms, "embeddings_per_frame": 0.0, "stage_mean_ms": stages}
-
-
-def detector_only(source: str, detector: Detector, max_frames: int) -> dict:
-    return timed_loop(source, detector, max_frames)
 
 
 def boxmot_botsort(source: str, detector: Detector, reid: str, max_frames: int, device) -> dict:
@@ -113,7 +110,7 @@ def main() -> None:
 
     detector = Detector(DetectorConfig(model=a.det, conf=a.conf, imgsz=a.imgsz, classes=[0], device=a.device))
     osnet = create_embedder(EmbedderConfig(name="onnx", model=a.reid, device=a.device))
-    rows = {"detector only": lambda: detector_only(a.source, detector, a.max_frames),
+    rows = {"detector only": lambda: timed_loop(a.source, detector, a.max_frames),
             "ours, OSNet scheduled": lambda: ours(a.source, detector, osnet, SchedulerConfig(), a.max_frames, a.device),
             "ours, OSNet embed-all": lambda: ours(a.source, detector, osnet, SchedulerConfig(embed_all=True),
                                                   a.max_frames, a.device)}
@@ -124,7 +121,7 @@ def main() -> None:
     peer = "BoxMOT botsort + OSNet" if a.boxmot_reid else None
     if peer:
         rows[peer] = lambda: boxmot_botsort(a.source, detector, a.boxmot_reid, a.max_frames, a.device)
-    detector_only(a.source, detector, 5)  # warm-up
+    timed_loop(a.source, detector, 5)  # warm-up
     runs: dict[str, list[dict]] = {k: [] for k in rows}
     for _ in range(a.repeats):
         for name, fn in rows.items():
