@@ -104,25 +104,30 @@ def summarize(views: dict[str, dict], labels: list[str]) -> dict[str, dict]:
             d_hota.append(100 * (r["HOTA"] - base["HOTA"]))
             d_idf1.append(100 * (r["IDF1"] - base["IDF1"]))
         out[label] = {"computed_fraction": float(np.mean(frac)), "d_HOTA": float(np.mean(d_hota)),
-                      "d_IDF1": float(np.mean(d_idf1)), "d_HOTA_min": float(np.min(d_hota)),
-                      "d_HOTA_max": float(np.max(d_hota))}
+                      "d_IDF1": float(np.mean(d_idf1)), "d_HOTA_se": standard_error(d_hota),
+                      "d_IDF1_se": standard_error(d_idf1), "d_HOTA_per_view": [float(x) for x in d_hota]}
     return out
 
 
+def standard_error(values: list[float]) -> float:
+    """Standard error of the mean (sample standard deviation / sqrt(n)); 0 for fewer than two values."""
+    return float(np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
+
+
 def table(views: dict[str, dict], summary: dict[str, dict]) -> str:
+    """Two markdown tables: embed-all's DEV HOTA / IDF1 per view, then per setting the mean share of
+    embed-all's embeddings, the mean change (+- standard error over the views) and the change per view."""
     names = list(views)
-    head = ["setting"] + [f"{v} HOTA / IDF1 (computed)" for v in names] + ["mean computed", "mean dHOTA", "mean dIDF1"]
-    lines = ["| " + " | ".join(head) + " |", "|---" + "|---:" * (len(head) - 1) + "|"]
-    for label in next(iter(views.values())):
-        cells = [label]
-        for v in names:
-            r, base = views[v][label], views[v]["embed-all"]
-            frac = r["embeddings_computed"] / max(base["embeddings_computed"], 1)
-            cells.append(f"{100 * r['HOTA']:.2f} / {100 * r['IDF1']:.2f} ({100 * frac:.0f}%)")
-        s = summary.get(label)
-        cells += ["100%", "0", "0"] if s is None else [
-            f"{100 * s['computed_fraction']:.0f}%", f"{s['d_HOTA']:+.2f}", f"{s['d_IDF1']:+.2f}"]
-        lines.append("| " + " | ".join(cells) + " |")
+    lines = ["| view | " + " | ".join(names) + " |", "|---" + "|---:" * len(names) + "|",
+             "| embed-all HOTA / IDF1 | " + " | ".join(
+                 f"{100 * views[v]['embed-all']['HOTA']:.2f} / {100 * views[v]['embed-all']['IDF1']:.2f}" for v in names)
+             + " |", ""]
+    head = ["setting", "computed (mean)", "dHOTA (mean +- se)", "dIDF1 (mean +- se)", "dHOTA per view"]
+    lines += ["| " + " | ".join(head) + " |", "|---" + "|---:" * (len(head) - 1) + "|"]
+    for label, s in summary.items():
+        per_view = " ".join(f"{x:+.1f}" for x in s["d_HOTA_per_view"])
+        lines.append(f"| {label} | {100 * s['computed_fraction']:.0f}% | {s['d_HOTA']:+.2f} +- {s['d_HOTA_se']:.2f} | "
+                     f"{s['d_IDF1']:+.2f} +- {s['d_IDF1_se']:.2f} | {per_view} |")
     return "\n".join(lines)
 
 

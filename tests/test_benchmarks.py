@@ -69,9 +69,13 @@ def test_scheduler_benchmark_compares_each_view_with_its_own_embed_all():
     s = bench.summarize(views, ["default"])["default"]
     assert s["computed_fraction"] == pytest.approx(0.6)  # mean of 70% and 50%
     assert s["d_HOTA"] == pytest.approx(-0.5) and s["d_IDF1"] == pytest.approx(-0.5)
-    assert s["d_HOTA_min"] == pytest.approx(-2.0) and s["d_HOTA_max"] == pytest.approx(1.0)
-    row = "| default | 51.00 / 58.00 (70%) | 38.00 / 51.00 (50%) | 60% | -0.50 | -0.50 |"
-    assert row in bench.table(views, {"default": s})
+    assert s["d_HOTA_per_view"] == pytest.approx([1.0, -2.0])
+    assert s["d_HOTA_se"] == pytest.approx(1.5)  # std (ddof 1) of +1 and -2 is 2.12, / sqrt(2)
+    assert s["d_IDF1_se"] == pytest.approx(1.5)  # -2 and +1
+    text = bench.table(views, {"default": s})
+    assert "| embed-all HOTA / IDF1 | 50.00 / 60.00 | 40.00 / 50.00 |" in text
+    assert "| default | 60% | -0.50 +- 1.50 | -0.50 +- 1.50 | +1.0 -2.0 |" in text
+    assert bench.standard_error([0.3]) == 0.0
     assert bench.parse_view("w/yolo.pt:640") == ("w/yolo.pt", 640)
     with pytest.raises(SystemExit, match="WEIGHTS:IMGSZ"):
         bench.parse_view("yolo.pt")

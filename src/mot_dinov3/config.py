@@ -74,8 +74,8 @@ class SchedulerConfig:
     Attributes:
         refresh_every: a stable track's embedding is due for refresh when it is this many frames old.
             The default 2 is the setting that lost no identity quality against ``embed_all`` over
-            three detector settings on DEV (``benchmarks/scheduler.py``); 5 computes fewer embeddings
-            (57% instead of 73% of ``embed_all``) and scores about 0.9 HOTA lower.
+            seven detector settings on DEV (``benchmarks/scheduler.py``); 5 computes fewer embeddings
+            (58% instead of 74% of ``embed_all``) and scores about 0.5 HOTA lower.
         iou_gate: a detection whose best IoU with the active tracks' predicted boxes is below this
             is critical (weak continuity).
         overlap_thr: a detection whose IoU with another detection, with a second track's predicted box or
