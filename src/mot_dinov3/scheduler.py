@@ -60,8 +60,9 @@ class EmbedPlan:
         last_embed_frame: (N,) int64, frame of the continued track's last fresh embedding (0 if none).
         refresh_order: detection indices with ``REFRESH``, oldest track embedding first.
         cached: ``{track_id: (D,) embedding}`` for the tracks whose embedding may be reused.
-        reasons: (N,) str, why a detection is critical (``bootstrap``, ``weak_iou``, ``crowded``,
-            ``no_cache``, ``shared``) or its action name; for logs and tests.
+        reasons: (N,) str, why a detection is critical (``embed_all``, ``bootstrap``, ``weak_iou``,
+            ``crowded``, ``near_lost``, ``shared``, ``no_cache``) or its action name (``refresh``,
+            ``reuse``, ``skip``); for logs, the run summary's ``embed_decisions`` and tests.
     """
 
     frame: int
