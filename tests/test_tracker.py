@@ -163,3 +163,64 @@ def test_last_observation_recovers_a_track_whose_prediction_drifted():
     last = 100 + 15 * 7
     out = step(tr, [[last + 2, 100, last + 42, 200]])
     assert [o.track_id for o in out] == [tid]
+
+
+def _look(dist_to_first: float, rest: np.ndarray) -> np.ndarray:
+    """(8,) unit vector at cosine distance ``dist_to_first`` from ``unit(0, 8)``, the rest along ``rest``."""
+    c = 1.0 - dist_to_first
+    return (c * unit(0, 8) + np.sqrt(1 - c * c) * rest).astype(np.float32)
+
+
+def test_reid_accepts_a_looser_match_only_when_nobody_else_is_close():
+    """Between ``reid_thresh`` and ``reid_unique_thresh`` a lost track is re-identified only when no
+    other lost track in reach looks within ``reid_margin`` of the detection."""
+    cfg = TrackerConfig(reid_thresh=0.22, reid_unique_thresh=0.25, reid_margin=0.2)
+
+    def run(det_dist, rival_look):
+        tr = Tracker(cfg)
+        for _ in range(10):  # two people standing 160 px apart
+            out = step(tr, [[100, 100, 140, 200], [260, 100, 300, 200]], [unit(0, 8), rival_look])
+        tid = {round(float(o.xyxy[0])): o.track_id for o in out}[100]
+        for _ in range(10):
+            step(tr, [])
+        det = _look(det_dist, unit(2, 8))
+        assert abs(1 - det @ unit(0, 8) - det_dist) < 1e-6
+        out = step(tr, [[180, 100, 220, 200]], [det])  # between them, overlapping neither
+        return tid, [o.track_id for o in out], 1 - float(det @ rival_look)
+
+    rival_far = unit(1, 8)
+    tid, ids, d_rival = run(0.24, rival_far)
+    assert d_rival > 0.24 + 0.2 and ids == [tid]  # looser match, nobody to confuse it with
+    rival_close = _look(0.1, unit(3, 8))
+    tid, ids, d_rival = run(0.24, rival_close)
+    assert d_rival < 0.24 + 0.2 and ids == []  # ambiguous: not re-identified (a new tentative track)
+    tid, ids, _ = run(0.20, rival_close)
+    assert ids == [tid]  # below reid_thresh a match is taken even with a rival close by
+    tid, ids, _ = run(0.27, rival_far)
+    assert ids == []  # above reid_unique_thresh never
+
+
+def test_track_embedding_ema_catches_up_on_observations_served_from_cache():
+    """A fresh embedding after k clean observations matched with cached embeddings weighs alpha**(k+1),
+    as if every observation had been embedded; with every embedding fresh it is the plain EMA."""
+    alpha, k = 0.8, 4
+    look_a, look_b = unit(0, 8), unit(1, 8)
+    box = np.array([[100, 100, 140, 200]], np.float32)
+    one, cls = np.ones(1, np.float32), np.zeros(1, np.int64)
+
+    def run(fresh_between):
+        tr = Tracker(TrackerConfig(alpha=alpha))
+        tr.predict()
+        tr.update(box, one, cls, look_a[None], np.ones(1, bool))
+        for _ in range(k):
+            tr.predict()
+            tr.update(box, one, cls, look_a[None], np.full(1, fresh_between))
+        tr.predict()
+        tr.update(box, one, cls, look_b[None], np.ones(1, bool))
+        return tr.tracks[0].embedding
+
+    w = alpha ** (k + 1)
+    expect = (w * look_a + (1 - w) * look_b) / np.linalg.norm(w * look_a + (1 - w) * look_b)
+    np.testing.assert_allclose(run(False), expect, atol=1e-6)  # cached in between: catch up
+    np.testing.assert_allclose(run(True), (alpha * look_a + (1 - alpha) * look_b)
+                               / np.linalg.norm(alpha * look_a + (1 - alpha) * look_b), atol=1e-6)

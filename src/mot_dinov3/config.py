@@ -111,6 +111,10 @@ class TrackerConfig:
         reid_thresh: maximum cosine distance for re-identifying a lost track from appearance alone.
         reid_max_dist: maximum distance from a lost track's last observed centre, as a fraction of the
             image width, for that re-identification.
+        reid_unique_thresh: a re-identification up to this cosine distance is accepted too when it is
+            unambiguous (see ``reid_margin``); at or below ``reid_thresh`` this never applies.
+        reid_margin: unambiguous: every other lost track and detection in reach is at least this much
+            further in cosine distance (a ratio test over both sides of the pair).
         fuse_score: multiply IoU similarity by detection confidence (BoT-SORT ``fuse_score``).
         gmc_method: camera motion compensation, ``sparseOptFlow``, ``ecc`` or ``none``
             (:mod:`mot_dinov3.gmc`); a static camera is detected and left uncorrected.
@@ -132,6 +136,8 @@ class TrackerConfig:
     appearance_thresh: float = 0.25
     reid_thresh: float = 0.22
     reid_max_dist: float = 0.15
+    reid_unique_thresh: float = 0.25
+    reid_margin: float = 0.2
     fuse_score: bool = True
     gmc_method: str = "sparseOptFlow"
     alpha: float = 0.9

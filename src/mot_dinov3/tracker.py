@@ -13,7 +13,10 @@ the GMC warp (BoT-SORT, arXiv 2206.14651). :meth:`Tracker.update` then runs:
 4. lost tracks x remaining high-score detections by appearance alone: the smallest cosine distance to
    the track's EMA or its gallery of the last ``nn_budget`` embeddings (DeepSORT, arXiv 1703.07402)
    below ``reid_thresh``, with the centres at most ``reid_max_dist`` image widths from the last
-   observation: re-identification after occlusion. It runs before tentative tracks get their boxes;
+   observation: re-identification after occlusion. A pair up to ``reid_unique_thresh`` is accepted too
+   when it is unambiguous: every other lost track and detection in reach is at least ``reid_margin``
+   further (a ratio test on both sides, :func:`~mot_dinov3.matching.unambiguous`). It runs before
+   tentative tracks get their boxes;
 5. tentative tracks x remaining high-score detections (fused cost, threshold 0.7);
 6. life cycle: unmatched confirmed tracks become lost; lost tracks older than ``track_buffer``
    (frames at 30 fps, scaled by the real fps) are removed; unmatched tentative tracks are removed;
@@ -26,6 +29,10 @@ observation-centric re-update, simplified). Reported boxes are the Kalman-filter
 A track's embedding is an EMA (``alpha``) of the fresh embeddings matched to it; embeddings the
 caller marks as not fresh (reused from cache), and embeddings of boxes overlapping another detection
 by more than ``gallery_overlap_thresh`` IoU, are used for matching but never enter the EMA or gallery.
+The EMA keeps the time constant that computing every embedding would give it: a fresh embedding that
+follows k clean observations served from cache weighs as the k + 1 samples it stands for
+(``e = alpha**(k+1) * e + (1 - alpha**(k+1)) * new``). With every embedding computed k is always 0;
+with a sparse refresh cadence the EMA would otherwise lag k + 1 times longer than ``alpha`` says.
 """
 
 from __future__ import annotations
@@ -65,6 +72,7 @@ class Track:
     embedding: np.ndarray | None = None  # (D,) float32 L2-normalised EMA
     gallery: deque = field(default_factory=deque)  # last ``nn_budget`` fresh (D,) embeddings
     last_embed_frame: int = 0  # frame of the last fresh embedding
+    reused_obs: int = 0  # clean observations matched with a cached embedding since the last fresh one
     det_xyxy: np.ndarray | None = None  # (4,) the box matched this frame
     embedded_now: bool = False
 
@@ -179,8 +187,8 @@ class Tracker:
         # but keep it out of the track's EMA and gallery
         overlap = matching.iou_matrix(xyxy, xyxy)
         np.fill_diagonal(overlap, 0.0)
-        clean = fresh & ~(overlap > cfg.gallery_overlap_thresh).any(axis=1) if n else fresh
-        frame = _FrameDets(xyxy, conf, cls, embeddings, clean)
+        alone = ~(overlap > cfg.gallery_overlap_thresh).any(axis=1) if n else fresh
+        frame = _FrameDets(xyxy, conf, cls, embeddings, fresh & alone, ~fresh & alone)
         high = np.flatnonzero(conf >= cfg.track_high_thresh)
         low = np.flatnonzero((conf >= cfg.track_low_thresh) & (conf < cfg.track_high_thresh))
         confirmed = [t for t in self.tracks if t.state == TrackState.CONFIRMED]
@@ -272,11 +280,18 @@ class Tracker:
         have = [t for t in lost if t.embedding is not None]
         if not have:
             return dets
+        cfg = self.cfg
         app = self._appearance(have, f.embeddings[dets], gallery=True)
         last = np.array([t.last_obs for t in have])
-        near = matching.centroid_distance(last, f.xyxy[dets], img_w) <= self.cfg.reid_max_dist
+        near = matching.centroid_distance(last, f.xyxy[dets], img_w) <= cfg.reid_max_dist
         cost = np.where(near, app, 2.0)
-        pairs, _, um = matching.linear_assignment(cost, self.cfg.reid_thresh, self.cfg.use_hungarian)
+        # below reid_thresh always; up to reid_unique_thresh only where no other lost track or
+        # detection in reach comes within reid_margin of the pair (nobody to confuse it with)
+        accept = (cost <= cfg.reid_thresh) | ((cost <= cfg.reid_unique_thresh)
+                                              & matching.unambiguous(cost, cfg.reid_margin))
+        cost = np.where(accept, cost, 2.0)
+        pairs, _, um = matching.linear_assignment(cost, max(cfg.reid_thresh, cfg.reid_unique_thresh),
+                                                  cfg.use_hungarian)
         for r, c in pairs:
             self._match(have[r], dets[c], f)
         return dets[um]
@@ -294,21 +309,25 @@ class Tracker:
         t.hits += 1
         if t.state == TrackState.LOST or (t.state == TrackState.TENTATIVE and t.hits >= self.cfg.min_hits):
             t.state = TrackState.CONFIRMED
-        if use_embedding and f.embeddings is not None and f.clean[d]:
-            self._update_embedding(t, f.embeddings[d])
+        if use_embedding and f.embeddings is not None:
+            if f.clean[d]:
+                self._update_embedding(t, f.embeddings[d])
+            elif f.reused[d]:
+                t.reused_obs += 1
 
     def _update_embedding(self, t: Track, e: np.ndarray) -> None:
         e = e.astype(np.float32)
         if t.embedding is None:
             t.embedding = e.copy()
         else:
-            ema = self.cfg.alpha * t.embedding + (1.0 - self.cfg.alpha) * e
+            a = self.cfg.alpha ** (1 + t.reused_obs)  # see the module docstring
+            ema = a * t.embedding + (1.0 - a) * e
             t.embedding = (ema / max(np.linalg.norm(ema), 1e-12)).astype(np.float32)
         if self.cfg.nn_budget > 0:
             t.gallery.append(e.copy())
             while len(t.gallery) > self.cfg.nn_budget:
                 t.gallery.popleft()
-        t.last_embed_frame, t.embedded_now = self.frame, True
+        t.last_embed_frame, t.embedded_now, t.reused_obs = self.frame, True, 0
 
     def _start(self, d: int, f: _FrameDets) -> None:
         mean, cov = motion.initiate(motion.xyxy_to_xywh(f.xyxy[d]))
@@ -332,10 +351,15 @@ class Tracker:
 
 @dataclass(frozen=True)
 class _FrameDets:
-    """This frame's detections as the association steps read them (``clean``: embedding fit for the gallery)."""
+    """This frame's detections as the association steps read them.
+
+    ``clean``: a fresh embedding of a box overlapping no other detection (fit for the EMA and gallery);
+    ``reused``: a cached embedding on such a box (an observation the EMA catches up on later).
+    """
 
     xyxy: np.ndarray
     conf: np.ndarray
     cls: np.ndarray
     embeddings: np.ndarray | None
     clean: np.ndarray
+    reused: np.ndarray
