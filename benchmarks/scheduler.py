@@ -39,6 +39,7 @@ SETTINGS = [
     ("refresh_every 5", {"refresh_every": 5}),
     ("refresh_every 10", {"refresh_every": 10}),
     ("refresh_every 30", {"refresh_every": 30}),
+    ("refresh_every 10, overlap_thr 0.4", {"refresh_every": 10, "overlap_thr": 0.4}),
     ("refresh_every 30, overlap_thr 0.6", {"refresh_every": 30, "overlap_thr": 0.6}),
 ]
 
