@@ -74,8 +74,9 @@ class SchedulerConfig:
     Attributes:
         refresh_every: a stable track's embedding is due for refresh when it is this many frames old.
             The default 2 is the setting that lost no identity quality against ``embed_all`` over
-            seven detector settings on DEV (``benchmarks/scheduler.py``); 5 computes fewer embeddings
-            (58% instead of 74% of ``embed_all``) and scores about 0.5 HOTA lower.
+            seven detector settings on DEV (``benchmarks/scheduler.py``); 10 computes fewer embeddings
+            (53% instead of 73% of ``embed_all``) and scores 0.05 HOTA lower on the mean, but 0.8 lower
+            with yolov8n at 960.
         iou_gate: a detection whose best IoU with the active tracks' predicted boxes is below this
             is critical (weak continuity).
         overlap_thr: a detection whose IoU with another detection, with a second track's predicted box or
