@@ -87,3 +87,28 @@ def test_speed_benchmark_says_how_to_get_boxmot_when_it_is_missing(monkeypatch):
     monkeypatch.setitem(sys.modules, "boxmot", None)  # import boxmot -> ImportError
     with pytest.raises(SystemExit, match="boxmot is not importable"):
         speed.boxmot_botsort("unused.mp4", None, "osnet_x0_25_msmt17.pt", 1, None)
+
+
+def test_memory_growth_is_the_second_half_slope_in_mb_per_1000_frames():
+    import memory  # benchmarks/memory.py
+
+    flat_then_leak = np.r_[np.full(50, 300.0), 300.0 + 0.02 * np.arange(50)]
+    assert memory.growth_mb_per_1000(flat_then_leak) == pytest.approx(20.0)
+    assert memory.growth_mb_per_1000(np.full(40, 500.0)) == pytest.approx(0.0, abs=1e-9)
+    assert memory.growth_mb_per_1000([400.0]) == 0.0
+    p = memory.profile(list(np.arange(1.0, 101.0)), warmup=10)
+    assert (p["frames"], p["after_warmup"], p["25%"], p["50%"], p["100%"], p["peak"]) == (100, 11, 25, 50, 100, 100)
+
+
+def test_memory_benchmark_loops_the_source_and_reads_rss_on_every_frame(tmp_path, yolov8n, osnet_onnx):
+    import memory  # benchmarks/memory.py
+    from mot_dinov3.io import FrameSource
+
+    seq = shared_path("data/MOT17-mini/train/MOT17-05-FRCNN")
+    n = len(list((seq / "img1").glob("*.jpg")))
+    det = DetectorConfig(model=str(yolov8n), conf=0.1, imgsz=320, classes=[0])
+    rss, summary = memory.measure(str(seq), det, str(osnet_onnx), loops=2, workdir=tmp_path)
+    assert len(rss) == summary["frames"] == 2 * n
+    assert min(rss) > 100  # MB: a process with torch and the models loaded
+    assert FrameSource(tmp_path / "tracked.mp4").length == 2 * n  # the annotated video of the long run
+    assert read_mot_txt(tmp_path / "tracked.txt")[:, 0].max() > n  # results from the second loop too
