@@ -24,7 +24,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import cv2
 import numpy as np
 import psutil
 
@@ -34,7 +33,7 @@ from common import RESULTS_DIR, machine_info, write_json  # noqa: E402
 from mot_dinov3 import pipeline  # noqa: E402
 from mot_dinov3.config import DetectorConfig, EmbedderConfig, OutputConfig, RunConfig  # noqa: E402
 from mot_dinov3.detector import Detections, Detector  # noqa: E402
-from mot_dinov3.io import FrameSource  # noqa: E402
+from mot_dinov3.io import FrameSource, VideoWriter  # noqa: E402
 
 MB = 1024.0 * 1024.0
 
@@ -60,18 +59,18 @@ class RssProbe:
 
 
 def loop_source(source: str, loops: int, out_path: Path) -> tuple[int, float]:
-    """Write ``loops`` back-to-back copies of ``source`` (video or image folder) to ``out_path`` (mp4v).
+    """Write ``loops`` back-to-back copies of ``source`` (video or image folder) to ``out_path`` (.mp4).
 
     Returns:
         (frames written, fps of the source).
 
     Raises:
-        UserError: ``source`` cannot be read (from :class:`~mot_dinov3.io.FrameSource`).
+        UserError: ``source`` cannot be read or ``out_path`` written (from :mod:`mot_dinov3.io`).
     """
     first = FrameSource(source)
     fps, size = first.fps, (first.width, first.height)
     first.close()
-    writer = cv2.VideoWriter(str(out_path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    writer = VideoWriter(out_path, fps, size)
     n = 0
     try:
         for _ in range(loops):
@@ -83,7 +82,7 @@ def loop_source(source: str, loops: int, out_path: Path) -> tuple[int, float]:
             finally:
                 src.close()
     finally:
-        writer.release()
+        writer.close()
     return n, fps
 
 
