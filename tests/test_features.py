@@ -121,6 +121,81 @@ def test_load_dino_from_a_local_folder_offline(dinov2_small_config, tmp_path, mo
     assert emb.dim == 384 and emb.preprocess.size_hw == (224, 224)
 
 
+_LOAD_SCRIPT = """
+import logging, sys
+logging.basicConfig(level=logging.WARNING)
+from mot_dinov3.config import EmbedderConfig
+from mot_dinov3.errors import UserError
+from mot_dinov3.features.dino import load_dino
+try:
+    print("dim", load_dino(EmbedderConfig(model="facebook/dinov2-small"), token="").dim)
+except UserError as e:
+    print("error", e)
+"""
+
+
+def _load_with_hub_down(cache, tmp_path):
+    """load_dino for a hub id in a child process whose Hub endpoint is a closed local port."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "HF_HUB_CACHE": str(cache), "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_OFFLINE": "0"}
+    out = subprocess.run([sys.executable, "-c", _LOAD_SCRIPT], env=env, capture_output=True, text=True,
+                         cwd=tmp_path, timeout=300)
+    return out.stdout + out.stderr
+
+
+def test_hub_down_and_model_not_cached_fails_at_once_without_retries(tmp_path):
+    out = _load_with_hub_down(tmp_path / "empty-cache", tmp_path)
+    assert "error Model 'facebook/dinov2-small' is not cached and the Hugging Face Hub is unreachable" in out
+    assert "Retrying" not in out  # huggingface_hub's 5 backoff retries (about 23 s) are never reached
+
+
+def test_hub_down_and_model_cached_loads_from_the_cache(dinov2_small_config, tmp_path):
+    import shutil
+
+    snapshot = tmp_path / "cache" / "models--facebook--dinov2-small" / "snapshots" / "0123abc"
+    model, _ = _dinov2_small(dinov2_small_config)
+    model.save_pretrained(snapshot)
+    shutil.copy(dinov2_small_config / "preprocessor_config.json", snapshot)
+    (tmp_path / "cache" / "models--facebook--dinov2-small" / "refs").mkdir()
+    (tmp_path / "cache" / "models--facebook--dinov2-small" / "refs" / "main").write_text("0123abc")
+    out = _load_with_hub_down(tmp_path / "cache", tmp_path)
+    assert "dim 384" in out and "Retrying" not in out
+
+
+def test_hub_reachable_makes_one_request(monkeypatch):
+    import http.server
+    import threading
+
+    from huggingface_hub import constants
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_HEAD(self):
+            Handler.calls += 1
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    Handler.calls = 0
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{port}")
+    monkeypatch.delenv("HTTP_PROXY", raising=False)
+    monkeypatch.delenv("http_proxy", raising=False)
+    try:
+        assert hub.hub_reachable() and Handler.calls == 1
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert not hub.hub_reachable(timeout_s=1.0)  # the port is closed now
+    assert Handler.calls == 1
+
+
 def _response(status):
     import httpx
 

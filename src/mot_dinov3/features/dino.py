@@ -10,6 +10,7 @@ it falls back to 224x224 with ImageNet statistics.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -120,11 +121,14 @@ class DinoEmbedder:
 
 
 def _from_pretrained(model_id: str, token: str | None):
+    """Model and preprocessing from a local folder, the Hugging Face cache or the Hub. When the Hub does not
+    answer (:func:`hub.hub_reachable`), only the cache is read: a model that is not cached then fails at once."""
     from transformers import AutoImageProcessor, AutoModel
 
-    model = AutoModel.from_pretrained(model_id, token=token)
+    cache_only = not Path(model_id).is_dir() and not hub.hub_reachable()
+    model = AutoModel.from_pretrained(model_id, token=token, local_files_only=cache_only)
     try:
-        processor = AutoImageProcessor.from_pretrained(model_id, token=token)
+        processor = AutoImageProcessor.from_pretrained(model_id, token=token, local_files_only=cache_only)
     except Exception:  # no / unreadable preprocessor config: the manual fallback applies
         processor = None
     return model, Preprocess.from_processor(processor)

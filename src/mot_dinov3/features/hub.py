@@ -2,6 +2,8 @@
 
 The token is read from ``HF_TOKEN``; the legacy names ``HUGGINGFACE_HUB_TOKEN`` and
 ``HUGGING_FACE_HUB_TOKEN`` are bridged. The CLI loads ``.env`` (python-dotenv) before this runs.
+:func:`hub_reachable` lets loaders go cache-only when the Hub cannot be reached, instead of
+``huggingface_hub`` retrying every request five times (about 23 s of warnings) before failing.
 """
 
 from __future__ import annotations
@@ -21,6 +23,28 @@ def hf_token(env: Mapping[str, str] | None = None) -> str | None:
         if env.get(name):
             return env[name]
     return None
+
+
+def hub_reachable(timeout_s: float = 3.0) -> bool:
+    """Whether the Hugging Face Hub answers: one HEAD request to its endpoint (``HF_ENDPOINT``), no retries.
+
+    Goes through ``huggingface_hub``'s own HTTP session, so proxy settings apply. False at once in
+    offline mode (``HF_HUB_OFFLINE=1``).
+
+    Args:
+        timeout_s: connect / read timeout, seconds.
+    """
+    from huggingface_hub import constants
+    from huggingface_hub.utils import get_session
+
+    offline = getattr(constants, "is_offline_mode", lambda: constants.HF_HUB_OFFLINE)()
+    if offline:
+        return False
+    try:
+        get_session().head(constants.ENDPOINT, timeout=timeout_s)
+    except Exception:  # DNS failure, refused, timeout, proxy error: not reachable from here
+        return False
+    return True
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:
