@@ -156,7 +156,8 @@ def random_init_dino(config_dir: str, device: str | None = None):
     from transformers import AutoConfig, AutoImageProcessor, AutoModel
 
     from mot_dinov3.config import EmbedderConfig
-    from mot_dinov3.features.dino import DinoEmbedder, Preprocess
+    from mot_dinov3.features.dino import DinoEmbedder
+    from mot_dinov3.features.hf import Preprocess
 
     torch.manual_seed(0)
     model = AutoModel.from_config(AutoConfig.from_pretrained(config_dir))

@@ -10,7 +10,9 @@ from mot_dinov3.config import EmbedderConfig
 from mot_dinov3.errors import UserError
 from mot_dinov3.features import hub
 from mot_dinov3.features.base import expand_boxes
-from mot_dinov3.features.dino import DinoEmbedder, Preprocess, load_dino, pool_tokens
+from mot_dinov3.features.clip import ClipEmbedder, load_clip
+from mot_dinov3.features.dino import DinoEmbedder, load_dino, pool_tokens
+from mot_dinov3.features.hf import Preprocess
 from mot_dinov3.features.factory import create_embedder
 from mot_dinov3.io import read_mot_txt
 
@@ -119,6 +121,61 @@ def test_load_dino_from_a_local_folder_offline(dinov2_small_config, tmp_path, mo
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     emb = load_dino(EmbedderConfig(model=str(tmp_path / "dino")))
     assert emb.dim == 384 and emb.preprocess.size_hw == (224, 224)
+
+
+def _clip_folder(path):
+    """A small random-init CLIP vision model with projection (ViT, 32 px patches, D 64) and CLIP's own
+    processor config, saved as a local model folder (no CLIP weights exist offline)."""
+    import torch
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    torch.manual_seed(0)
+    cfg = CLIPVisionConfig(hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
+                           image_size=224, patch_size=32, projection_dim=64)
+    CLIPVisionModelWithProjection(cfg).save_pretrained(path)
+    CLIPImageProcessor().save_pretrained(path)
+    return path
+
+
+def test_clip_from_a_local_folder_embeds_real_crops(tmp_path, mot17_09, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    emb = create_embedder(EmbedderConfig(name="clip", model=str(_clip_folder(tmp_path / "clip")), batch_size=2))
+    assert isinstance(emb, ClipEmbedder) and emb.name == "clip" and emb.dim == 64
+    assert emb.preprocess.size_hw == (224, 224)
+    assert emb.preprocess.mean == pytest.approx((0.48145466, 0.4578275, 0.40821073))  # CLIP's, not ImageNet's
+    _, boxes = gt_boxes(mot17_09, 1)
+    image = cv2.imread(str(mot17_09 / "img1/000001.jpg"))
+    out = emb.embed(image, boxes)
+    assert out.shape == (len(boxes), 64) and out.dtype == np.float32 and len(boxes) > 2
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(out[:1], emb.embed(image, boxes[:1]), atol=1e-5)  # batching changes nothing
+    assert np.abs(out[0] - out[1]).max() > 1e-3
+    assert emb.embed(image, np.zeros((0, 4), np.float32)).shape == (0, 64)
+
+
+def test_clip_load_failures_are_clean():
+    with pytest.raises(UserError, match="not cached and the Hugging Face Hub is unreachable"):
+        load_clip(EmbedderConfig(name="clip"), token="", loader=_raiser("offline"))
+    with pytest.raises(UserError, match="neither a local folder"):
+        load_clip(EmbedderConfig(name="clip", model="no/such-model"), token="", loader=_raiser("missing"))
+
+
+@pytest.mark.slow
+def test_track_with_the_clip_backend(tmp_path, yolov8n, monkeypatch):
+    import json
+
+    from mot_dinov3.cli import main
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    src = shared_path("data/MOT17-mini/train/MOT17-02-FRCNN")
+    js, txt = tmp_path / "s.json", tmp_path / "r.txt"
+    rc = main([str(a) for a in ["--source", src, "--det", yolov8n, "--classes", "0", "--embedder", "clip",
+                                "--embed-model", _clip_folder(tmp_path / "clip"), "--output", "", "--save-mot", txt,
+                                "--save-json", js, "--no-progress", "--max-frames", "3"]])
+    assert rc == 0
+    summary = json.loads(js.read_text())
+    assert summary["frames"] == 3 and summary["embeddings_computed"] > 0
+    assert len(txt.read_text().splitlines()) > 0
 
 
 _LOAD_SCRIPT = """

@@ -62,8 +62,9 @@ def track_parser() -> argparse.ArgumentParser:
     g.add_argument("--cpu", action="store_true", help="force CPU for every model")
     g.add_argument("--device", help="torch device, e.g. cuda:0 (default: CUDA if available)")
     g = p.add_argument_group("embeddings")
-    g.add_argument("--embedder", default="dino", help="backend: dino, onnx, yolo, or none (motion only, no ReID)")
-    g.add_argument("--embed-model", metavar="ID_OR_PATH", help="model for the backend (overrides --dinov3)")
+    g.add_argument("--embedder", default="dino", help="backend: dino, clip, onnx, yolo, or none (motion only, no ReID)")
+    g.add_argument("--embed-model", metavar="ID_OR_PATH",
+                   help="model for the backend (dino: overrides --dinov3; clip: default openai/clip-vit-base-patch32)")
     g.add_argument("--dinov3", default=DEFAULT_DINO_MODEL, metavar="MODEL_ID", help="dino backend model id or folder")
     g.add_argument("--fallback-open", action="store_true",
                    help="if the DINOv3 model is gated, unsupported or unreachable, use facebook/dinov2-base")

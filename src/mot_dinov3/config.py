@@ -17,6 +17,7 @@ from mot_dinov3.errors import UserError
 
 DEFAULT_DINO_MODEL = "facebook/dinov3-vitb16-pretrain-lvd1689m"
 OPEN_FALLBACK_MODEL = "facebook/dinov2-base"
+DEFAULT_CLIP_MODEL = "openai/clip-vit-base-patch32"
 
 
 @dataclass
@@ -45,8 +46,8 @@ class EmbedderConfig:
     """Appearance embedding backend settings.
 
     Attributes:
-        name: backend name from :func:`mot_dinov3.features.factory.available` (``dino``, ``onnx``, ``yolo``).
-        model: model id or path for the backend (for ``dino``: a Hugging Face id or a local folder).
+        name: backend name from :func:`mot_dinov3.features.factory.available` (``dino``, ``clip``, ``onnx``, ``yolo``).
+        model: model id or path for the backend (for ``dino`` and ``clip``: a Hugging Face id or a local folder).
         fallback_open: ``dino`` only: switch to ``facebook/dinov2-base`` when the model is gated,
             unsupported by the installed transformers, or unreachable.
         pooling: ``dino`` only: ``"cls"`` (CLS token) or ``"mean"`` (mean of patch tokens).

@@ -18,7 +18,7 @@ class Embedder(Protocol):
     """Appearance embedding backend.
 
     Attributes:
-        name: short backend name (``dino``, ``onnx``, ``yolo``).
+        name: short backend name (``dino``, ``clip``, ``onnx``, ``yolo``).
         dim: embedding size D.
         uses_detector_features: the backend reads ``det_feats`` (the detector must capture them).
         cost_free: embeddings come with the detection at no extra cost, so scheduling saves nothing.

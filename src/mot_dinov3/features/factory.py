@@ -15,6 +15,12 @@ def _dino(cfg: EmbedderConfig) -> Embedder:
     return load_dino(cfg)
 
 
+def _clip(cfg: EmbedderConfig) -> Embedder:
+    from mot_dinov3.features.clip import load_clip
+
+    return load_clip(cfg)
+
+
 def _onnx(cfg: EmbedderConfig) -> Embedder:
     from mot_dinov3.features.onnx import OnnxEmbedder
 
@@ -27,7 +33,8 @@ def _yolo(cfg: EmbedderConfig) -> Embedder:
     return YoloFeatureEmbedder(cfg)
 
 
-BACKENDS: dict[str, Callable[[EmbedderConfig], Embedder]] = {"dino": _dino, "onnx": _onnx, "yolo": _yolo}
+BACKENDS: dict[str, Callable[[EmbedderConfig], Embedder]] = {"dino": _dino, "clip": _clip, "onnx": _onnx,
+                                                              "yolo": _yolo}
 NO_REID = "none"  # ``--embedder none``: motion-only tracking, no appearance at all
 
 
