@@ -197,7 +197,8 @@ def _load_with_hub_down(cache, tmp_path):
     import subprocess
     import sys
 
-    env = {**os.environ, "HF_HUB_CACHE": str(cache), "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_OFFLINE": "0"}
+    env = {**os.environ, "HF_HUB_CACHE": str(cache), "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_OFFLINE": "0",
+           "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
     out = subprocess.run([sys.executable, "-c", _LOAD_SCRIPT], env=env, capture_output=True, text=True,
                          cwd=tmp_path, timeout=300)
     return out.stdout + out.stderr
@@ -229,9 +230,11 @@ def test_hub_reachable_makes_one_request(monkeypatch):
     from huggingface_hub import constants
 
     class Handler(http.server.BaseHTTPRequestHandler):
+        status = 200
+
         def do_HEAD(self):
             Handler.calls += 1
-            self.send_response(200)
+            self.send_response(Handler.status)
             self.end_headers()
 
         def log_message(self, *args):
@@ -242,15 +245,15 @@ def test_hub_reachable_makes_one_request(monkeypatch):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     port = server.server_address[1]
     monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{port}")
-    monkeypatch.delenv("HTTP_PROXY", raising=False)
-    monkeypatch.delenv("http_proxy", raising=False)
     try:
         assert hub.hub_reachable() and Handler.calls == 1
+        Handler.status = 502  # what a proxy answers for a host it cannot reach
+        assert not hub.hub_reachable() and Handler.calls == 2
     finally:
         server.shutdown()
         server.server_close()
     assert not hub.hub_reachable(timeout_s=1.0)  # the port is closed now
-    assert Handler.calls == 1
+    assert Handler.calls == 2
 
 
 def _response(status):

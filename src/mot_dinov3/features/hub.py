@@ -28,8 +28,9 @@ def hf_token(env: Mapping[str, str] | None = None) -> str | None:
 def hub_reachable(timeout_s: float = 3.0) -> bool:
     """Whether the Hugging Face Hub answers: one HEAD request to its endpoint (``HF_ENDPOINT``), no retries.
 
-    Goes through ``huggingface_hub``'s own HTTP session, so proxy settings apply. False at once in
-    offline mode (``HF_HUB_OFFLINE=1``).
+    Goes through ``huggingface_hub``'s own HTTP session, so proxy settings apply; a 5xx answer (e.g. a
+    proxy's 502 for a host it cannot reach) counts as unreachable. False at once in offline mode
+    (``HF_HUB_OFFLINE=1``).
 
     Args:
         timeout_s: connect / read timeout, seconds.
@@ -41,10 +42,10 @@ def hub_reachable(timeout_s: float = 3.0) -> bool:
     if offline:
         return False
     try:
-        get_session().head(constants.ENDPOINT, timeout=timeout_s)
+        status = get_session().head(constants.ENDPOINT, timeout=timeout_s).status_code
     except Exception:  # DNS failure, refused, timeout, proxy error: not reachable from here
         return False
-    return True
+    return status < 500
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:
