@@ -6,8 +6,8 @@
 The source (a video or an image folder) is played ``--loops`` times back to back, written once to a
 temporary ``.mp4``, so a short clip stands for a long video. That runs through the whole pipeline as a
 user's run does: the OSNet ONNX embedder scheduled with the defaults, the annotated video and the
-MOT txt written. A probe around the detector reads the process RSS (``psutil``, installed with
-Ultralytics) before every frame.
+MOT txt written. A probe around the detector reads the process RSS (``psutil``, from the ``bench``
+extra) before every frame.
 
 Reported: RSS after ``--warmup`` frames (models loaded, buffers allocated), at each quarter of the run,
 the peak, and the growth over the second half of the run as a least-squares slope in MB per 1000
