@@ -41,6 +41,7 @@ SETTINGS = [
     ("refresh_every 30", {"refresh_every": 30}),
     ("refresh_every 10, overlap_thr 0.4", {"refresh_every": 10, "overlap_thr": 0.4}),
     ("refresh_every 30, overlap_thr 0.6", {"refresh_every": 30, "overlap_thr": 0.6}),
+    ("lazy memory (--embed-lazy)", {"lazy": True}),
 ]
 
 

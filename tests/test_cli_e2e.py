@@ -61,15 +61,24 @@ def test_track_tud_campus_with_osnet_onnx(tmp_path, yolov8n, osnet_onnx, tud_cam
 
 @pytest.mark.slow
 def test_scheduler_saves_embeddings_against_embed_all(tmp_path, yolov8n, osnet_onnx, tud_campus):
-    counts = {}
-    for name, extra in (("sched", []), ("all", ["--embed-all"])):
-        js = tmp_path / f"{name}.json"
+    runs = {}
+    for name, extra in (("sched", []), ("lazy", ["--embed-lazy"]), ("all", ["--embed-all"])):
+        js, txt = tmp_path / f"{name}.json", tmp_path / name / "TUD-Campus.txt"
         args = ["--source", tud_campus, "--det", yolov8n, "--classes", "0", "--embedder", "onnx",
-                "--embed-model", osnet_onnx, "--output", "", "--save-json", js, "--no-progress",
-                "--max-frames", "30", *extra]
+                "--embed-model", osnet_onnx, "--output", "", "--save-json", js, "--save-mot", txt, "--no-progress",
+                *extra]
         assert main([str(a) for a in args]) == 0
-        counts[name] = json.loads(js.read_text())["embeddings_computed"]
-    assert counts["sched"] < 0.7 * counts["all"]
+        runs[name] = json.loads(js.read_text()), evaluate(tud_campus.parent, txt.parent, ["TUD-Campus"])["TUD-Campus"]
+    computed = {name: summary["embeddings_computed"] for name, (summary, _) in runs.items()}
+    assert computed["sched"] < 0.85 * computed["all"]
+    # lazy memory: a fraction of the default's work, buffered looks embedded when memories are read
+    decisions = runs["lazy"][0]["embed_decisions"]
+    print({name: (computed[name], round(m["HOTA"], 4), round(m["IDF1"], 4)) for name, (_, m) in runs.items()})
+    assert computed["lazy"] < 0.6 * computed["sched"]
+    assert decisions["memory"] > 0 and decisions["contested"] > 0 and "refresh" not in decisions
+    for name, (_, m) in runs.items():
+        assert m["HOTA"] > 0.45 and m["IDF1"] > 0.65, name
+    assert runs["lazy"][1]["HOTA"] > runs["all"][1]["HOTA"] - 0.02  # 0.5384 vs 0.5382 here
 
 
 @pytest.mark.slow
@@ -100,6 +109,7 @@ def test_track_mot17_mini(tmp_path, yolov8n, osnet_onnx, seq, embedder):
     (["--source", "{video}", "--det", "/no/such/weights.pt", "--embedder", "yolo"], "--det /no/such/weights.pt"),
     (["--source", "{video}", "--embedder", "onnx", "--embed-model", "/no/model.onnx"], "--embed-model /no/model.onnx"),
     (["--source", "{video}", "--tracker-config", "/no/cfg.yaml"], "tracker config not found"),
+    (["--source", "{video}", "--embed-lazy", "--embed-all"], "--embed-lazy with --embed-all: choose one"),
 ])
 def test_bad_input_gives_one_line_error_and_exit_2(tmp_path, args, needle):
     video = shared_path("data/videos/mmtracking_demo.mp4")

@@ -52,6 +52,23 @@ def test_onnx_osnet_same_person_closer_than_others(osnet_onnx, mot17_09):
     assert emb.embed(np.zeros((50, 50, 3), np.uint8), np.zeros((0, 4), np.float32)).shape == (0, 512)
 
 
+def test_crops_kept_from_earlier_frames_embed_like_the_frame_itself(osnet_onnx, mot17_09):
+    """--embed-lazy keeps a track's crops and embeds them frames later, batched with other frames' crops."""
+    emb = create_embedder(EmbedderConfig(name="onnx", model=str(osnet_onnx)))
+    frames = [cv2.imread(str(mot17_09 / f"img1/{i:06d}.jpg")) for i in (1, 10)]
+    boxes = [gt_boxes(mot17_09, i)[1][:4] for i in (1, 10)]
+    boxes[0][0] = [-30, 500, 60, 700]  # a box past the left edge: its window is clipped the same way
+    crops = [c.copy() for image, b in zip(frames, boxes) for c in emb.crop(image, b)]
+    for c in crops:
+        assert c.dtype == np.uint8 and c.ndim == 3 and c.shape[0] > c.shape[1]  # 256x128 aspect: taller
+    frames[0][:] = 0  # the frame is gone; the kept crops are not
+    later = emb.embed_crops(crops)
+    now = np.concatenate([emb.embed(cv2.imread(str(mot17_09 / f"img1/{i:06d}.jpg")), b)
+                          for i, b in zip((1, 10), boxes)])
+    np.testing.assert_allclose(later, now, atol=1e-5)
+    assert emb.embed_crops([]).shape == (0, 512)
+
+
 def test_onnx_errors_are_clean(tmp_path):
     with pytest.raises(UserError, match="--embed-model"):
         create_embedder(EmbedderConfig(name="onnx"))

@@ -4,7 +4,10 @@ import numpy as np
 import pytest
 
 from mot_dinov3.config import SchedulerConfig
-from mot_dinov3.scheduler import CRITICAL, REFRESH, REUSE, SKIP, EmbeddingScheduler, plan_actions
+from mot_dinov3.errors import UserError
+from mot_dinov3.features.base import CropEmbedder
+from mot_dinov3.scheduler import (CRITICAL, REFRESH, REUSE, SKIP, EmbeddingScheduler, contest_groups, pick_looks,
+                                  plan_actions, plan_lazy)
 from mot_dinov3.tracker import TrackView
 
 D = 8
@@ -41,9 +44,9 @@ def box(x, y=0, w=50, h=100):
     return [x, y, x + w, y + h]
 
 
-def view(tid, x, last, emb=True, lost=False):
+def view(tid, x, last, emb=True, lost=False, seen=None, samples=5):
     e = np.eye(D, dtype=np.float32)[(tid + 3) % D] if emb else None
-    return TrackView(tid, np.array(box(x), np.float32), e, last, lost)
+    return TrackView(tid, np.array(box(x), np.float32), e, last, lost, last if seen is None else seen, samples)
 
 
 IMG = np.zeros((10, 10, 3), np.uint8)
@@ -169,3 +172,91 @@ def test_unlimited_budget_refreshes_everything_due_in_one_batch():
     e = s.run(s.plan(10, dets, [view(1, 0, 1), view(2, 300, 8), view(3, 600, 2)]), IMG, dets)
     assert e.computed.tolist() == [True, False, True] and emb.calls == [2]
     assert s.computed_total == 2 and s.reused_total == 1
+
+
+# -- lazy memory (--embed-lazy) ------------------------------------------------------------------------
+
+class FakeCropEmbedder(FakeEmbedder):
+    """A FakeEmbedder that can cut crops and embed them later: a crop is the box's x1 in a 1x1 'image'."""
+
+    def crop(self, image, xyxy):
+        return [np.full((1, 1, 3), x1, np.float32) for x1 in np.asarray(xyxy)[:, 0]]
+
+    def embed_crops(self, crops):
+        self.calls.append(len(crops))
+        return self.embed(None, np.array([[c[0, 0, 0], 0, 1, 1] for c in crops], np.float32).reshape(-1, 4))[:, :]
+
+
+def test_contest_groups_link_detections_and_tracks_through_candidate_pairs():
+    iou = np.array([[0.8, 0.5, 0.0],   # det0 - track0, track1: one group with two tracks
+                    [0.0, 0.0, 0.9],   # det1 - track2 alone
+                    [0.0, 0.3, 0.0]])  # det2: below the threshold, alone
+    dets, tracks = contest_groups(iou, 0.4)
+    assert dets.tolist() == [True, False, False] and tracks.tolist() == [True, True, False]
+    dets, tracks = contest_groups(np.array([[0.9], [0.6]]), 0.4)  # two detections on one track
+    assert dets.tolist() == [True, True] and tracks.tolist() == [True]
+
+
+def test_lazy_rules_never_refresh_and_list_the_memories_read_now():
+    dets = np.array([box(0), box(300), box(600), box(900), box(1200), box(1500)], np.float32)
+    tracks = [view(1, 2, last=1),                       # det0: alone, memory 99 frames old -> still reuse
+              view(2, 302, last=9), view(3, 310, last=9),  # det1 between two tracks -> contested
+              view(4, 905, last=9, samples=1),           # det3: young memory
+              view(5, 1202, last=9),                     # det4: a track lost 5 frames ago on top -> near_lost
+              view(6, 1230, last=5, lost=True, seen=95),
+              view(7, 1502, last=9),                     # det5: lost 40 frames ago -> reuse
+              view(8, 1530, last=5, lost=True, seen=60)]
+    p = plan_lazy(dets, tracks, 100, SchedulerConfig(lazy=True))
+    assert p.reasons == ["reuse", "contested", "weak_iou", "young", "near_lost", "reuse"]
+    assert p.action.tolist() == [REUSE, CRITICAL, CRITICAL, CRITICAL, CRITICAL, REUSE]
+    assert p.refresh_order == [] and set(p.cached) == {1, 7}
+    assert sorted(p.flush) == [2, 3, 5, 6, 8]  # contested tracks, near_lost's track, every lost track
+    assert plan_lazy(dets, [], 1, SchedulerConfig(lazy=True)).reasons == ["bootstrap"] * 6
+
+
+def test_pick_looks_takes_the_newest_then_spaced_older_ones():
+    looks = [(f, None) for f in (3, 5, 6, 7, 9, 10)]
+    assert [f for f, _ in pick_looks(looks, 3, 3)] == [3, 7, 10]
+    assert [f for f, _ in pick_looks(looks, 2, 1)] == [9, 10]
+
+
+def test_lazy_needs_a_backend_that_embeds_crops():
+    clock = FakeClock()
+    assert not isinstance(FakeEmbedder(clock), CropEmbedder) and isinstance(FakeCropEmbedder(clock), CropEmbedder)
+    with pytest.raises(UserError, match="--embed-lazy"):
+        EmbeddingScheduler(SchedulerConfig(lazy=True), FakeEmbedder(clock), clock)
+    EmbeddingScheduler(SchedulerConfig(lazy=True, embed_all=True), FakeEmbedder(clock), clock)  # embed_all wins
+
+
+def test_lazy_buffers_clean_looks_and_embeds_them_when_the_track_is_lost():
+    clock = FakeClock()
+    emb = FakeCropEmbedder(clock)
+    s = EmbeddingScheduler(SchedulerConfig(lazy=True, lazy_samples=3, lazy_spacing=3, lazy_window=15), emb, clock)
+    for f in range(1, 21):  # track 1 walks right, served from cache; det1 overlaps det2 all along
+        x = 100 + 10 * f
+        dets = np.array([box(x), box(600), box(620)], np.float32)
+        tracks = [view(1, x, last=1), view(2, 600, last=1), view(3, 650, last=1)]
+        e = s.run(s.plan(f, dets, tracks, np.array([True, True, True])), IMG, dets)
+        assert not e.computed[0] and e.memory == {}
+    assert [f for f, _ in s.looks[1]] == list(range(5, 21))  # the last 15 frames (window), track 1 only
+    assert 2 not in s.looks and 3 not in s.looks  # det1 and det2 overlap: not clean, contested anyway
+    computed = s.computed_total
+    dets = np.array([box(600), box(620)], np.float32)
+    tracks = [view(1, 300, last=1, lost=True, seen=20), view(2, 600, last=1), view(3, 650, last=1)]
+    e = s.run(s.plan(21, dets, tracks), IMG, dets)
+    frames, vectors = e.memory[1]
+    assert frames.tolist() == [14, 17, 20]  # newest first, 3 frames apart
+    np.testing.assert_array_equal(vectors, emb.embed(None, np.array([box(100 + 10 * f) for f in (14, 17, 20)],
+                                                                     np.float32)))
+    assert s.computed_total == computed + 2 + 3  # the two contested detections, then three looks
+    assert s.reasons_total["memory"] == 3 and 1 not in s.looks
+
+
+def test_lazy_drops_looks_when_a_clean_detection_is_embedded():
+    clock = FakeClock()
+    s = EmbeddingScheduler(SchedulerConfig(lazy=True), FakeCropEmbedder(clock), clock)
+    dets = np.array([box(0)], np.float32)
+    s.run(s.plan(1, dets, [view(1, 0, last=1)]), IMG, dets)
+    assert [f for f, _ in s.looks[1]] == [1]
+    s.run(s.plan(2, dets, [view(1, 0, last=1, samples=1)]), IMG, dets)  # young -> computed, clean
+    assert 1 not in s.looks

@@ -224,3 +224,27 @@ def test_track_embedding_ema_catches_up_on_observations_served_from_cache():
     np.testing.assert_allclose(run(False), expect, atol=1e-6)  # cached in between: catch up
     np.testing.assert_allclose(run(True), (alpha * look_a + (1 - alpha) * look_b)
                                / np.linalg.norm(alpha * look_a + (1 - alpha) * look_b), atol=1e-6)
+
+
+def test_feed_memory_weighs_earlier_looks_by_their_frame_gap():
+    cfg = TrackerConfig(alpha=0.9, nn_budget=10)
+    tr = Tracker(cfg)
+    step(tr, [[0, 0, 50, 100]], [unit(0)])  # frame 1: fresh embedding
+    for _ in range(5):  # frames 2-6: served from cache
+        tr.predict()
+        tr.update(np.array([[0, 0, 50, 100]], np.float32), np.array([0.9], np.float32), np.array([0]),
+                  np.array([unit(0)], np.float32), np.array([False]))
+    t = tr.tracks[0]
+    assert t.last_embed_frame == 1 and t.reused_obs == 5 and t.samples == 1
+    tr.predict()
+    tr.feed_memory(t.track_id, np.array([5, 3]), np.array([unit(2), unit(1)], np.float32))
+    tr.feed_memory(99, np.array([6]), np.array([unit(3)], np.float32))  # unknown id: ignored
+    e = unit(0)
+    for gap, new in ((2, unit(1)), (2, unit(2))):  # frame 3 after 1, frame 5 after 3: alpha**2 each
+        e = 0.9 ** gap * e + (1 - 0.9 ** gap) * new
+        e = e / np.linalg.norm(e)
+    np.testing.assert_allclose(t.embedding, e, atol=1e-6)
+    assert t.last_embed_frame == 5 and t.reused_obs == 0 and t.samples == 3 and len(t.gallery) == 3
+    assert not t.embedded_now  # nothing was embedded for this frame's detection
+    tr.feed_memory(t.track_id, np.array([4]), np.array([unit(3)], np.float32))  # older than the memory
+    assert t.samples == 3

@@ -80,6 +80,10 @@ def track_parser() -> argparse.ArgumentParser:
                    help="IoU with another detection, a second track or a lost track above this: critical")
     g.add_argument("--embed-budget-ms", type=float, default=0.0, help="per-frame ms for refresh work (0 = unlimited)")
     g.add_argument("--embed-all", action="store_true", help="no scheduling: embed every detection every frame")
+    g.add_argument("--embed-lazy", action="store_true",
+                   help="lazy memory: embed only new, contested and near-lost boxes, and a track's buffered clean "
+                        "looks when its memory is read (about a third of the default's embeddings; no refresh, "
+                        "so --embed-refresh, --embed-iou-gate and --embed-budget-ms do not apply)")
     g = p.add_argument_group("tracker")
     g.add_argument("--tracker-config", metavar="YAML", help="tracker thresholds (keys as in configs/default.yaml)")
     g.add_argument("--no-hungarian", action="store_true", help="greedy assignment instead of Hungarian")
@@ -111,6 +115,8 @@ def build_run_config(a: argparse.Namespace) -> RunConfig:
     device = "cpu" if a.cpu else a.device
     if a.embed_refresh < 1:
         raise UserError(f"--embed-refresh {a.embed_refresh}: must be >= 1 frame")
+    if a.embed_lazy and a.embed_all:
+        raise UserError("--embed-lazy with --embed-all: choose one (--embed-all computes every embedding)")
     tracker = TrackerConfig.from_yaml(a.tracker_config) if a.tracker_config else TrackerConfig()
     if a.no_hungarian:
         tracker.use_hungarian = False
@@ -124,7 +130,7 @@ def build_run_config(a: argparse.Namespace) -> RunConfig:
                                 crop_square=a.crop_square, device=device),
         scheduler=SchedulerConfig(refresh_every=a.embed_refresh, iou_gate=a.embed_iou_gate,
                                   overlap_thr=a.embed_overlap_thr, budget_ms=a.embed_budget_ms,
-                                  embed_all=a.embed_all),
+                                  embed_all=a.embed_all, lazy=a.embed_lazy),
         tracker=tracker,
         output=OutputConfig(video=a.output or None, mot_txt=a.save_mot, json=a.save_json, fps=a.fps,
                             draw_lost=a.draw_lost, line_thickness=a.line_thickness, font_scale=a.font_scale,

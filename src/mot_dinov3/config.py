@@ -85,6 +85,20 @@ class SchedulerConfig:
         budget_ms: per-frame milliseconds for refresh work; 0 means unlimited. Critical work ignores it.
         embed_all: compute every detection's embedding every frame (the baseline, scheduling off).
         ema_alpha: weight of the newest measurement in the ms-per-crop moving average.
+        lazy: lazy memory (``--embed-lazy``): no periodic refresh; a track's clean looks are kept as crops
+            and embedded only when its memory is about to be read (see :func:`mot_dinov3.scheduler.plan_lazy`).
+            ``refresh_every``, ``iou_gate`` and ``budget_ms`` do not apply.
+        contest_iou: lazy: track-detection pairs above this IoU are candidates; a detection whose group of
+            candidates holds a second detection or track is critical (contested), one with no candidate
+            is critical (weak continuity). 0.4 is where appearance enters the fused cost
+            (``1 - proximity_thresh``).
+        near_lost_frames: lazy: only tracks lost at most this many frames make a nearby box near_lost.
+        young_samples: lazy: a track whose memory holds fewer fresh embeddings than this is critical.
+        lazy_samples: lazy: clean looks kept per track (the newest) and embedded into its memory.
+        lazy_spacing: lazy: frames between two kept looks of one track.
+        lazy_window: lazy: kept looks older than this many frames are dropped.
+        look_overlap_thr: lazy: a look is clean (kept) when its box overlaps no other detection above this
+            IoU; the pipeline sets it to the tracker's ``gallery_overlap_thresh``.
     """
 
     refresh_every: int = 2
@@ -93,6 +107,14 @@ class SchedulerConfig:
     budget_ms: float = 0.0
     embed_all: bool = False
     ema_alpha: float = 0.3
+    lazy: bool = False
+    contest_iou: float = 0.4
+    near_lost_frames: int = 10
+    young_samples: int = 2
+    lazy_samples: int = 3
+    lazy_spacing: int = 3
+    lazy_window: int = 15
+    look_overlap_thr: float = 0.3
 
 
 @dataclass

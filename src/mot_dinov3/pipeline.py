@@ -5,7 +5,9 @@ so the ``read`` stage is the time the loop waited for a decoded frame.
 
 This is the one place that sees every stage. Per frame: the tracker predicts its tracks' boxes;
 the scheduler plans which detections need a fresh embedding against those predictions and runs the
-embedder within its budget; the tracker consumes the embeddings (fresh ones update its EMA); viz
+embedder within its budget (with ``--embed-lazy`` it also embeds buffered looks of the tracks whose
+memory is read this frame, which the tracker absorbs first); the tracker consumes the embeddings
+(fresh ones update its EMA); viz
 marks freshly embedded tracks with ``*``. Outputs are closed in a ``finally`` block, so Ctrl-C,
 SIGTERM or an error still leaves a playable video and every finished frame in the MOT txt.
 """
@@ -73,7 +75,8 @@ def run(cfg: RunConfig, embedder: Embedder | None = None, detector: Detector | N
     embedder = embedder or create_embedder(cfg.embedder)  # None: --embedder none, motion only
     capture = embedder is not None and embedder.uses_detector_features
     detector = detector or Detector(replace(cfg.detector, capture_features=capture))
-    sched_cfg = replace(cfg.scheduler, embed_all=cfg.scheduler.embed_all or bool(embedder and embedder.cost_free))
+    sched_cfg = replace(cfg.scheduler, embed_all=cfg.scheduler.embed_all or bool(embedder and embedder.cost_free),
+                        look_overlap_thr=cfg.tracker.gallery_overlap_thresh)
     scheduler = EmbeddingScheduler(sched_cfg, embedder) if embedder is not None else None
     tracker = Tracker(cfg.tracker, fps=source.fps)
     style = DrawStyle(out.line_thickness, out.font_scale)
@@ -99,13 +102,16 @@ def run(cfg: RunConfig, embedder: Embedder | None = None, detector: Detector | N
                     warp = camera.estimate(frame.image)
                     views = tracker.predict(None if camera.method == "none" else warp)
                 vectors = computed = None
+                memory = {}
                 if scheduler is not None:
                     with timer.stage("embed"):
                         wanted = dets.conf >= cfg.tracker.track_high_thresh  # only these use appearance
                         plan = scheduler.plan(frame.index, dets.xyxy, views, wanted)
                         emb = scheduler.run(plan, frame.image, dets.xyxy, dets.feats)
-                        vectors, computed = emb.vectors, emb.computed
+                        vectors, computed, memory = emb.vectors, emb.computed, emb.memory
                 with timer.stage("track"):
+                    for tid, (seen, looks) in memory.items():  # --embed-lazy: buffered looks, read this frame
+                        tracker.feed_memory(tid, seen, looks)
                     tracks = tracker.update(dets.xyxy, dets.conf, dets.cls, vectors, computed,
                                             (source.width, source.height), include_lost=out.draw_lost)
                     shown = [t for t in tracks if t.state == TrackState.CONFIRMED]

@@ -15,6 +15,13 @@
   are served first.
 * **reuse**: every other stable detection. It gets its track's cached embedding (never a zero vector).
 
+With ``lazy`` (``--embed-lazy``) :func:`plan_lazy` replaces these rules: only what the association
+reads this frame is computed (new, contested and near-lost boxes, young memories), there is no periodic
+refresh, and a track's memory is fed from its buffered clean looks (crops of detections served from
+cache, at most ``lazy_samples``, ``lazy_spacing`` frames apart) only when it is about to be read: when
+the track is contested, next to a near-lost box, or lost. About a third of the default's embeddings
+on DEV; see the README's Benchmarks.
+
 :meth:`EmbeddingScheduler.run` embeds the critical crops in one batch, then admits refresh crops one
 chunk at a time while a live EMA of ms per crop says the next chunk fits in what is left of
 ``budget_ms`` (0 = unlimited). Only refresh work counts against the budget; the embedder is
@@ -25,14 +32,18 @@ track stays in the backlog; backlog entries of tracks that are no longer active 
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from mot_dinov3.config import SchedulerConfig
-from mot_dinov3.features.base import Embedder
+from mot_dinov3.errors import UserError
+from mot_dinov3.features.base import CropEmbedder, Embedder
 from mot_dinov3.matching import iou_matrix
 
 CRITICAL, REFRESH, REUSE, SKIP = 0, 1, 2, 3
@@ -47,6 +58,8 @@ class TrackLike(Protocol):
     embedding: np.ndarray | None
     last_embed_frame: int
     lost: bool
+    last_seen: int
+    samples: int
 
 
 @dataclass
@@ -61,8 +74,10 @@ class EmbedPlan:
         refresh_order: detection indices with ``REFRESH``, oldest track embedding first.
         cached: ``{track_id: (D,) embedding}`` for the tracks whose embedding may be reused.
         reasons: (N,) str, why a detection is critical (``embed_all``, ``bootstrap``, ``weak_iou``,
-            ``crowded``, ``near_lost``, ``shared``, ``no_cache``) or its action name (``refresh``,
-            ``reuse``, ``skip``); for logs, the run summary's ``embed_decisions`` and tests.
+            ``crowded``, ``near_lost``, ``shared``, ``no_cache``; lazy: ``contested``, ``young``) or its
+            action name (``refresh``, ``reuse``, ``skip``); for logs, the run summary's
+            ``embed_decisions`` and tests.
+        flush: lazy: ids of the tracks whose memory is read this frame (fed from their buffered looks).
     """
 
     frame: int
@@ -72,6 +87,7 @@ class EmbedPlan:
     refresh_order: list[int]
     cached: dict[int, np.ndarray]
     reasons: list[str]
+    flush: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -85,6 +101,8 @@ class Embeddings:
         critical_ms: wall time of the critical batch, ms.
         refresh_ms: wall time of refresh work, ms (what the budget limits).
         deferred: refresh candidates served from cache because the budget was spent.
+        memory: lazy: ``{track_id: (frames (K,) int64, vectors (K, D) float32)}``, buffered looks embedded
+            this frame, for :meth:`mot_dinov3.tracker.Tracker.feed_memory`.
     """
 
     vectors: np.ndarray | None
@@ -92,6 +110,7 @@ class Embeddings:
     critical_ms: float = 0.0
     refresh_ms: float = 0.0
     deferred: int = 0
+    memory: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
 
 def plan_actions(det_xyxy: np.ndarray, tracks: Sequence[TrackLike], frame: int, cfg: SchedulerConfig,
@@ -156,6 +175,98 @@ def plan_actions(det_xyxy: np.ndarray, tracks: Sequence[TrackLike], frame: int, 
     return EmbedPlan(frame, action, track_ids, last, refresh, cached, reasons)
 
 
+def contest_groups(pair_iou: np.ndarray, thr: float) -> tuple[np.ndarray, np.ndarray]:
+    """Which detections and tracks share a group of candidate pairs with a rival.
+
+    Pairs with IoU above ``thr`` link a detection and a track; a group is a connected component of
+    these links (scipy ``connected_components``). A group with two detections or two tracks is contested.
+
+    Args:
+        pair_iou: (N, M) float IoU of detections x tracks.
+        thr: IoU above which a pair is a candidate.
+
+    Returns:
+        (N,) bool contested detections, (M,) bool contested tracks.
+    """
+    n, m = pair_iou.shape
+    r, c = np.nonzero(pair_iou > thr)
+    graph = coo_matrix((np.ones(len(r)), (r, n + c)), shape=(n + m, n + m))
+    _, labels = connected_components(graph, directed=False)
+    dets = np.bincount(labels[:n], minlength=n + m)
+    trks = np.bincount(labels[n:], minlength=n + m)
+    rival = (dets > 1) | (trks > 1)
+    return rival[labels[:n]], rival[labels[n:]]
+
+
+def plan_lazy(det_xyxy: np.ndarray, tracks: Sequence[TrackLike], frame: int, cfg: SchedulerConfig,
+              candidates: np.ndarray | None = None) -> EmbedPlan:
+    """Lazy-memory rules (``--embed-lazy``, pure): compute only what the association reads this frame.
+
+    Per detection, in order: ``bootstrap`` (no active tracks); ``weak_iou`` (no active track's predicted
+    box above ``contest_iou`` IoU: a new object or a lost track back); ``contested`` (its group of
+    candidate pairs holds a rival, :func:`contest_groups`); ``near_lost`` (IoU above ``overlap_thr``
+    with the predicted box of a track lost at most ``near_lost_frames`` frames); ``no_cache`` / ``young``
+    (its track's memory is empty / holds fewer than ``young_samples`` fresh embeddings); otherwise
+    ``reuse``. There is no refresh. ``flush`` lists the tracks whose memory is read now: every track in a
+    contested group, the track a near_lost detection continues, and every lost track.
+
+    Args and returns: as :func:`plan_actions` (``last_seen`` and ``samples`` of the views are read).
+    """
+    n = len(det_xyxy)
+    candidates = np.ones(n, bool) if candidates is None else np.asarray(candidates, bool)
+    lost = [t for t in tracks if t.lost]
+    active = [t for t in tracks if not t.lost]
+    action = np.full(n, CRITICAL, np.int8)
+    reasons = ["bootstrap"] * n
+    track_ids = np.full(n, -1, np.int64)
+    flush: list[int] = [t.track_id for t in lost]
+    if active:
+        dt = iou_matrix(det_xyxy, np.array([t.xyxy for t in active]))
+        best = dt.argmax(axis=1)
+        best_iou = dt[np.arange(n), best]
+        contested, contested_tracks = contest_groups(dt * candidates[:, None], cfg.contest_iou)
+        recent = [t for t in lost if frame - t.last_seen <= cfg.near_lost_frames]
+        near_lost = (iou_matrix(det_xyxy, np.array([t.xyxy for t in recent])) > cfg.overlap_thr).any(axis=1) \
+            if recent else np.zeros(n, bool)
+        flush += [t.track_id for t, c in zip(active, contested_tracks) if c]
+        for i in range(n):
+            t = active[best[i]]
+            if best_iou[i] <= cfg.contest_iou:
+                reasons[i] = "weak_iou"
+                continue
+            track_ids[i] = t.track_id
+            if contested[i]:
+                reasons[i] = "contested"
+            elif near_lost[i]:
+                reasons[i] = "near_lost"
+                flush.append(t.track_id)
+            elif t.embedding is None:
+                reasons[i] = "no_cache"
+            elif t.samples < cfg.young_samples:
+                reasons[i] = "young"
+            else:
+                action[i], reasons[i] = REUSE, "reuse"
+    action[~candidates] = SKIP
+    for i in np.flatnonzero(~candidates):
+        reasons[i] = "skip"
+    by_id = {t.track_id: t for t in active}
+    last = np.array([by_id[tid].last_embed_frame if tid in by_id else 0 for tid in track_ids], np.int64)
+    cached = {int(tid): by_id[tid].embedding for tid in set(track_ids[action == REUSE].tolist())}
+    return EmbedPlan(frame, action, track_ids, last, [], cached, reasons, list(dict.fromkeys(flush)))
+
+
+def pick_looks(looks: Sequence[tuple[int, np.ndarray]], k: int, spacing: int) -> list[tuple[int, np.ndarray]]:
+    """The newest look, then each next newest at least ``spacing`` frames before the last picked, up to
+    ``k``; returned oldest first. ``looks``: (frame, crop) pairs in frame order."""
+    picks: list[tuple[int, np.ndarray]] = []
+    for frame, crop in reversed(looks):
+        if len(picks) >= k:
+            break
+        if not picks or picks[-1][0] - frame >= spacing:
+            picks.append((frame, crop))
+    return picks[::-1]
+
+
 class EmbeddingScheduler:
     """Stateful half of the scheduler: the ms-per-crop EMA, the refresh backlog and the counters.
 
@@ -167,25 +278,39 @@ class EmbeddingScheduler:
     Attributes:
         ms_per_crop: live EMA of embedding cost, ms per crop (``None`` before the first measurement).
         backlog: ``{track_id: last_embed_frame}`` of tracks whose refresh was deferred.
-        computed_total / reused_total: counters over the run.
+        looks: lazy: ``{track_id: deque of (frame, uint8 BGR crop)}``, buffered clean looks not yet embedded.
+        computed_total / reused_total: counters over the run (``computed_total`` includes looks embedded).
+        reasons_total: detections per plan reason; ``memory`` counts looks embedded.
+
+    Raises:
+        UserError: ``cfg.lazy`` with a backend that cannot embed crops later (not a
+            :class:`~mot_dinov3.features.base.CropEmbedder`).
     """
 
     def __init__(self, cfg: SchedulerConfig, embedder: Embedder, clock: Callable[[], float] = time.perf_counter):
         self.cfg = cfg
         self.embedder = embedder
         self.clock = clock
+        self.lazy = cfg.lazy and not cfg.embed_all
+        if self.lazy and not isinstance(embedder, CropEmbedder):
+            raise UserError(f"--embed-lazy: the {embedder.name} backend cannot embed buffered crops; "
+                            "use --embedder dino, clip or onnx, or drop --embed-lazy")
         self.ms_per_crop: float | None = None
         self.backlog: dict[int, int] = {}
+        self.looks: dict[int, deque[tuple[int, np.ndarray]]] = {}
         self.computed_total = 0
         self.reused_total = 0
         self.reasons_total: dict[str, int] = {}
 
     def plan(self, frame: int, det_xyxy: np.ndarray, tracks: Sequence[TrackLike],
              candidates: np.ndarray | None = None) -> EmbedPlan:
-        """Plan this frame (see :func:`plan_actions`) and drop backlog entries of inactive tracks."""
+        """Plan this frame (:func:`plan_actions`, or :func:`plan_lazy` with ``cfg.lazy``); drop backlog
+        entries of inactive tracks and buffered looks of removed ones."""
         active = {t.track_id for t in tracks if not t.lost}
         self.backlog = {tid: f for tid, f in self.backlog.items() if tid in active}
-        plan = plan_actions(det_xyxy, tracks, frame, self.cfg, candidates)
+        alive = {t.track_id for t in tracks}
+        self.looks = {tid: q for tid, q in self.looks.items() if tid in alive}
+        plan = (plan_lazy if self.lazy else plan_actions)(det_xyxy, tracks, frame, self.cfg, candidates)
         for r in plan.reasons:
             self.reasons_total[r] = self.reasons_total.get(r, 0) + 1
         return plan
@@ -259,5 +384,44 @@ class EmbeddingScheduler:
         self.computed_total += int(computed.sum())
         self.reused_total += int(((plan.action != SKIP) & ~computed).sum())
         result.vectors = vectors
+        if self.lazy:
+            result.memory = self._flush(plan.flush)
+            self._buffer_looks(plan, image, det_xyxy, computed)
         return result
+
+    def _flush(self, track_ids: list[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """Embed (one batch) the newest buffered looks of these tracks, at most ``lazy_samples`` each and
+        ``lazy_spacing`` frames apart, picked newest first; forget their buffers."""
+        taken = []
+        for tid in track_ids:
+            looks = self.looks.pop(tid, None)
+            if looks:
+                taken.append((tid, pick_looks(looks, self.cfg.lazy_samples, self.cfg.lazy_spacing)))
+        if not taken:
+            return {}
+        crops = [crop for _, looks in taken for _, crop in looks]
+        vectors = self.embedder.embed_crops(crops)
+        self.computed_total += len(crops)
+        self.reasons_total["memory"] = self.reasons_total.get("memory", 0) + len(crops)
+        memory, start = {}, 0
+        for tid, looks in taken:
+            memory[tid] = (np.array([f for f, _ in looks], np.int64), vectors[start:start + len(looks)])
+            start += len(looks)
+        return memory
+
+    def _buffer_looks(self, plan: EmbedPlan, image: np.ndarray, det_xyxy: np.ndarray, computed: np.ndarray) -> None:
+        """Keep the crop of each clean detection served from cache as its track's newest look; a clean
+        detection embedded now makes its track's older looks redundant."""
+        cfg = self.cfg
+        overlap = iou_matrix(det_xyxy, det_xyxy)
+        np.fill_diagonal(overlap, 0.0)
+        clean = ~(overlap > cfg.look_overlap_thr).any(axis=1) & (plan.track_ids >= 0)
+        for i in np.flatnonzero(clean & computed):
+            self.looks.pop(int(plan.track_ids[i]), None)
+        keep = np.flatnonzero(clean & (plan.action == REUSE))
+        for i, crop in zip(keep, self.embedder.crop(image, det_xyxy[keep])):
+            looks = self.looks.setdefault(int(plan.track_ids[i]), deque())
+            while looks and plan.frame - looks[0][0] > cfg.lazy_window:
+                looks.popleft()
+            looks.append((plan.frame, crop.copy()))
 

@@ -33,6 +33,7 @@ The EMA keeps the time constant that computing every embedding would give it: a 
 follows k clean observations served from cache weighs as the k + 1 samples it stands for
 (``e = alpha**(k+1) * e + (1 - alpha**(k+1)) * new``). With every embedding computed k is always 0;
 with a sparse refresh cadence the EMA would otherwise lag k + 1 times longer than ``alpha`` says.
+:meth:`Tracker.feed_memory` adds embeddings of a track's earlier looks the same way (``--embed-lazy``).
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ class Track:
     gallery: deque = field(default_factory=deque)  # last ``nn_budget`` fresh (D,) embeddings
     last_embed_frame: int = 0  # frame of the last fresh embedding
     reused_obs: int = 0  # clean observations matched with a cached embedding since the last fresh one
+    samples: int = 0  # fresh embeddings absorbed into the EMA over the track's life
     det_xyxy: np.ndarray | None = None  # (4,) the box matched this frame
     embedded_now: bool = False
 
@@ -92,6 +94,8 @@ class TrackView:
         embedding: (D,) float32 cached EMA embedding, or ``None``.
         last_embed_frame: frame (1-based) of the last fresh embedding; 0 if never.
         lost: the track is lost (kept for re-identification), not active.
+        last_seen: frame (1-based) of the track's last matched detection.
+        samples: fresh embeddings its memory (EMA) has absorbed.
     """
 
     track_id: int
@@ -99,6 +103,8 @@ class TrackView:
     embedding: np.ndarray | None
     last_embed_frame: int
     lost: bool = False
+    last_seen: int = 0
+    samples: int = 0
 
 
 @dataclass(frozen=True)
@@ -159,8 +165,32 @@ class Tracker:
                 t.mean, t.cov, t.embedded_now, t.det_xyxy = m, c, False, None
                 if warp is not None:
                     t.last_obs = last[i]
-        return [TrackView(t.track_id, t.xyxy, t.embedding, t.last_embed_frame, t.state == TrackState.LOST)
-                for t in self.tracks]
+        return [TrackView(t.track_id, t.xyxy, t.embedding, t.last_embed_frame, t.state == TrackState.LOST,
+                          t.last_seen, t.samples) for t in self.tracks]
+
+    def feed_memory(self, track_id: int, frames: np.ndarray, embeddings: np.ndarray) -> None:
+        """Absorb embeddings of a track's earlier looks into its EMA and gallery (``--embed-lazy``: the
+        scheduler embeds a track's buffered clean looks only when its memory is about to be read).
+
+        Call between :meth:`predict` and :meth:`update`. Each look weighs as the frames it stands for
+        since the memory's previous sample (``alpha**gap``, the catch-up rule of the module docstring);
+        looks not newer than the memory's last sample are ignored, as are unknown track ids.
+
+        Args:
+            track_id: the track.
+            frames: (K,) int, 1-based frames the looks were seen in.
+            embeddings: (K, D) float32 L2-normalised.
+        """
+        t = next((t for t in self.tracks if t.track_id == track_id), None)
+        if t is None:
+            return
+        for k in np.argsort(frames, kind="stable"):
+            fr = int(frames[k])
+            if fr <= t.last_embed_frame:
+                continue
+            self._absorb(t, embeddings[k], max(1, fr - t.last_embed_frame))
+            t.last_embed_frame = fr
+        t.reused_obs = 0
 
     def update(self, xyxy: np.ndarray, conf: np.ndarray, cls: np.ndarray,
                embeddings: np.ndarray | None = None, fresh: np.ndarray | None = None,
@@ -316,18 +346,23 @@ class Tracker:
                 t.reused_obs += 1
 
     def _update_embedding(self, t: Track, e: np.ndarray) -> None:
-        e = e.astype(np.float32)
+        self._absorb(t, e, 1 + t.reused_obs)  # see the module docstring
+        t.last_embed_frame, t.embedded_now, t.reused_obs = self.frame, True, 0
+
+    def _absorb(self, t: Track, e: np.ndarray, steps: int) -> None:
+        """EMA update weighing ``e`` as ``steps`` observations (``alpha**steps``), then the gallery."""
+        e = np.asarray(e, np.float32)
         if t.embedding is None:
             t.embedding = e.copy()
         else:
-            a = self.cfg.alpha ** (1 + t.reused_obs)  # see the module docstring
+            a = self.cfg.alpha ** steps
             ema = a * t.embedding + (1.0 - a) * e
             t.embedding = (ema / max(np.linalg.norm(ema), 1e-12)).astype(np.float32)
         if self.cfg.nn_budget > 0:
             t.gallery.append(e.copy())
             while len(t.gallery) > self.cfg.nn_budget:
                 t.gallery.popleft()
-        t.last_embed_frame, t.embedded_now, t.reused_obs = self.frame, True, 0
+        t.samples += 1
 
     def _start(self, d: int, f: _FrameDets) -> None:
         mean, cov = motion.initiate(motion.xyxy_to_xywh(f.xyxy[d]))

@@ -18,7 +18,7 @@ import numpy as np
 from mot_dinov3.config import EmbedderConfig
 from mot_dinov3.errors import UserError
 from mot_dinov3.features import hub
-from mot_dinov3.features.base import batches, crop_batch, l2_normalize
+from mot_dinov3.features.base import batches, cut_windows, l2_normalize, to_blob
 from mot_dinov3.features.onnx import IMAGENET_MEAN, IMAGENET_STD
 
 
@@ -80,12 +80,19 @@ class HfVisionEmbedder:
 
     def embed(self, image: np.ndarray, xyxy: np.ndarray, det_feats: np.ndarray | None = None) -> np.ndarray:
         """(M, 4) xyxy pixel boxes of a BGR uint8 frame -> (M, D) float32 L2-normalised."""
+        return self.embed_crops(self.crop(image, xyxy))
+
+    def crop(self, image: np.ndarray, xyxy: np.ndarray) -> list[np.ndarray]:
+        """The M uint8 BGR windows the model sees (``--crop-pad``, ``--crop-square``), before resizing."""
+        return cut_windows(image, xyxy, self.preprocess.size_hw, self.cfg.crop_pad, self.cfg.crop_square)
+
+    def embed_crops(self, crops: list[np.ndarray]) -> np.ndarray:
+        """M windows from :meth:`crop` (of any frames) -> (M, D) float32 L2-normalised."""
         import torch
 
-        if len(xyxy) == 0:
+        if len(crops) == 0:
             return np.zeros((0, self.dim), np.float32)
-        x = crop_batch(image, xyxy, self.preprocess.size_hw, self.cfg.crop_pad, self.cfg.crop_square,
-                       self._mean, self._std)
+        x = to_blob(crops, self.preprocess.size_hw, self._mean, self._std)
         outs = []
         with torch.inference_mode(), torch.autocast(self.device.type, enabled=self.device.type == "cuda"):
             for s in batches(len(x), self.cfg.batch_size):

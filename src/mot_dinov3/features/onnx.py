@@ -14,7 +14,7 @@ import numpy as np
 
 from mot_dinov3.config import EmbedderConfig
 from mot_dinov3.errors import UserError
-from mot_dinov3.features.base import batches, crop_batch, l2_normalize
+from mot_dinov3.features.base import batches, cut_windows, l2_normalize, to_blob
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
@@ -62,9 +62,17 @@ class OnnxEmbedder:
 
     def embed(self, image: np.ndarray, xyxy: np.ndarray, det_feats: np.ndarray | None = None) -> np.ndarray:
         """(M, 4) xyxy pixel boxes of a BGR uint8 frame -> (M, D) float32 L2-normalised."""
-        if len(xyxy) == 0:
+        return self.embed_crops(self.crop(image, xyxy))
+
+    def crop(self, image: np.ndarray, xyxy: np.ndarray) -> list[np.ndarray]:
+        """The M uint8 BGR windows the model sees (``--crop-pad``, ``--crop-square``), before resizing."""
+        return cut_windows(image, xyxy, self.size_hw, self.cfg.crop_pad, self.cfg.crop_square)
+
+    def embed_crops(self, crops: list[np.ndarray]) -> np.ndarray:
+        """M windows from :meth:`crop` (of any frames) -> (M, D) float32 L2-normalised."""
+        if len(crops) == 0:
             return np.zeros((0, self.dim), np.float32)
-        x = crop_batch(image, xyxy, self.size_hw, self.cfg.crop_pad, self.cfg.crop_square, IMAGENET_MEAN, IMAGENET_STD)
+        x = to_blob(crops, self.size_hw, IMAGENET_MEAN, IMAGENET_STD)
         out = [self.session.run(None, {self.input_name: x[s]})[0] for s in batches(len(x), self.max_batch)]
         return l2_normalize(np.concatenate(out, axis=0).reshape(len(x), -1))
 
