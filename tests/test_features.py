@@ -9,7 +9,7 @@ from conftest import shared_path
 from mot_dinov3.config import EmbedderConfig
 from mot_dinov3.errors import UserError
 from mot_dinov3.features import hub
-from mot_dinov3.features.base import expand_boxes
+from mot_dinov3.features.base import cut_windows, expand_boxes, to_blob
 from mot_dinov3.features.clip import ClipEmbedder, load_clip
 from mot_dinov3.features.dino import DinoEmbedder, load_dino, pool_tokens
 from mot_dinov3.features.hf import Preprocess
@@ -32,6 +32,19 @@ def test_expand_boxes_square_and_reid_aspect():
     assert (w[0, 2] - w[0, 0]) * 2 == pytest.approx(w[0, 3] - w[0, 1], abs=2)
     edge = expand_boxes(np.array([[-20, -20, 5, 5]]), 0.5, None, (50, 50))
     assert edge.min() >= 0 and (edge[:, 2] > edge[:, 0]).all()
+
+
+def test_crops_resized_at_cut_time_give_the_same_model_input(mot17_09):
+    """cut_windows resizes as to_blob would (bilinear), so kept crops are small and nothing changes."""
+    image = cv2.imread(str(mot17_09 / "img1/000001.jpg"))
+    boxes = np.r_[gt_boxes(mot17_09, 1)[1][:5], [[1900, 1000, 1990, 1150]]].astype(np.float32)  # one past the corner
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+    for size_hw, square in (((256, 128), True), ((224, 224), True), ((224, 224), False)):
+        windows = expand_boxes(boxes, 0.12, size_hw[1] / size_hw[0] if square else None, (1920, 1080))
+        full = [image[y1:y2, x1:x2] for x1, y1, x2, y2 in windows]
+        crops = cut_windows(image, boxes, size_hw, 0.12, square)
+        assert all(c.shape == (*size_hw, 3) for c in crops)
+        np.testing.assert_array_equal(to_blob(crops, size_hw, mean, std), to_blob(full, size_hw, mean, std))
 
 
 def test_onnx_osnet_same_person_closer_than_others(osnet_onnx, mot17_09):
@@ -58,9 +71,9 @@ def test_crops_kept_from_earlier_frames_embed_like_the_frame_itself(osnet_onnx, 
     frames = [cv2.imread(str(mot17_09 / f"img1/{i:06d}.jpg")) for i in (1, 10)]
     boxes = [gt_boxes(mot17_09, i)[1][:4] for i in (1, 10)]
     boxes[0][0] = [-30, 500, 60, 700]  # a box past the left edge: its window is clipped the same way
-    crops = [c.copy() for image, b in zip(frames, boxes) for c in emb.crop(image, b)]
+    crops = [c for image, b in zip(frames, boxes) for c in emb.crop(image, b)]
     for c in crops:
-        assert c.dtype == np.uint8 and c.ndim == 3 and c.shape[0] > c.shape[1]  # 256x128 aspect: taller
+        assert c.dtype == np.uint8 and c.shape == (256, 128, 3)  # kept at the model input size
     frames[0][:] = 0  # the frame is gone; the kept crops are not
     later = emb.embed_crops(crops)
     now = np.concatenate([emb.embed(cv2.imread(str(mot17_09 / f"img1/{i:06d}.jpg")), b)

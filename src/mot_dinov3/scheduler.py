@@ -423,5 +423,5 @@ class EmbeddingScheduler:
             looks = self.looks.setdefault(int(plan.track_ids[i]), deque())
             while looks and plan.frame - looks[0][0] > cfg.lazy_window:
                 looks.popleft()
-            looks.append((plan.frame, crop.copy()))
+            looks.append((plan.frame, crop))
 

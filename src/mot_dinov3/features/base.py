@@ -56,14 +56,14 @@ class CropEmbedder(Embedder, Protocol):
     """
 
     def crop(self, image: np.ndarray, xyxy: np.ndarray) -> list[np.ndarray]:
-        """Cut the windows the model would see (padding and aspect applied), before resizing.
+        """Cut the windows the model sees (padding and aspect applied), resized to its input.
 
         Args:
             image: (H, W, 3) uint8 BGR frame.
             xyxy: (M, 4) float32 boxes in pixels.
 
         Returns:
-            M uint8 BGR arrays (h_i, w_i, 3), views into ``image`` (copy them to keep them).
+            M new (h, w, 3) uint8 BGR arrays, (h, w) the model input.
         """
         ...
 
@@ -111,7 +111,10 @@ def expand_boxes(xyxy: np.ndarray, pad: float, aspect_wh: float | None, image_wh
 
 def cut_windows(image: np.ndarray, xyxy: np.ndarray, size_hw: tuple[int, int], pad: float,
                 keep_aspect: bool) -> list[np.ndarray]:
-    """Cut the crop windows of :func:`expand_boxes` out of a frame.
+    """Cut the crop windows of :func:`expand_boxes` out of a frame and resize them to the model input.
+
+    The resize is the bilinear one :func:`to_blob` would do, so ``to_blob`` of these crops equals
+    ``to_blob`` of the full-size windows exactly, at a fraction of the memory (``--embed-lazy`` keeps them).
 
     Args:
         image: (H, W, 3) uint8 BGR.
@@ -121,18 +124,18 @@ def cut_windows(image: np.ndarray, xyxy: np.ndarray, size_hw: tuple[int, int], p
         keep_aspect: expand crops to the input's aspect ratio before resizing (``--crop-square``).
 
     Returns:
-        M uint8 BGR views into ``image``, each at least 1x1 pixel.
+        M new (h, w, 3) uint8 BGR arrays.
     """
     h, w = size_hw
     windows = expand_boxes(xyxy, pad, w / h if keep_aspect else None, (image.shape[1], image.shape[0]))
-    return [image[y1:y2, x1:x2] for x1, y1, x2, y2 in windows]
+    return [cv2.resize(image[y1:y2, x1:x2], (w, h), interpolation=cv2.INTER_LINEAR) for x1, y1, x2, y2 in windows]
 
 
 def to_blob(crops: list[np.ndarray], size_hw: tuple[int, int], mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     """Resize and normalise crops into a model-ready batch.
 
     Args:
-        crops: M uint8 BGR arrays of any size (from :func:`cut_windows`).
+        crops: M uint8 BGR arrays of any size (from :func:`cut_windows`: already at ``size_hw``).
         size_hw: model input (height, width) in pixels.
         mean, std: (3,) RGB normalisation in [0, 1] units.
 

@@ -65,7 +65,7 @@ class OnnxEmbedder:
         return self.embed_crops(self.crop(image, xyxy))
 
     def crop(self, image: np.ndarray, xyxy: np.ndarray) -> list[np.ndarray]:
-        """The M uint8 BGR windows the model sees (``--crop-pad``, ``--crop-square``), before resizing."""
+        """The M windows the model sees (``--crop-pad``, ``--crop-square``), (h, w, 3) uint8 at its input size."""
         return cut_windows(image, xyxy, self.size_hw, self.cfg.crop_pad, self.cfg.crop_square)
 
     def embed_crops(self, crops: list[np.ndarray]) -> np.ndarray:
