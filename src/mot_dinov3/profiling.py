@@ -62,7 +62,7 @@ class RunSummary:
     embeddings_reused: int
     tracks: int
     interrupted: bool = False
-    embed_decisions: dict[str, int] = field(default_factory=dict)  # scheduler reason -> detections
+    embed_decisions: dict[str, int] = field(default_factory=dict)  # scheduler reason -> detections ("memory": looks)
     outputs: dict[str, str] = field(default_factory=dict)
     settings: dict[str, object] = field(default_factory=dict)
 
