@@ -164,15 +164,22 @@ def plan_actions(det_xyxy: np.ndarray, tracks: Sequence[TrackLike], frame: int, 
                 action[i], reasons[i] = CRITICAL, "no_cache"
             elif frame - t.last_embed_frame >= cfg.refresh_every:
                 action[i], reasons[i] = REFRESH, "refresh"
+    return finish_plan(frame, action, reasons, track_ids, tracks, candidates)
+
+
+def finish_plan(frame: int, action: np.ndarray, reasons: list[str], track_ids: np.ndarray,
+                active: Sequence[TrackLike], candidates: np.ndarray, flush: Sequence[int] = ()) -> EmbedPlan:
+    """What both rule sets end with: non-candidates become ``SKIP``, refreshes are ordered oldest
+    embedding first, and the cached embeddings of the tracks that may be reused are collected."""
     action[~candidates] = SKIP
     for i in np.flatnonzero(~candidates):
         reasons[i] = "skip"
-    by_id = {t.track_id: t for t in tracks}
+    by_id = {t.track_id: t for t in active}
     last = np.array([by_id[tid].last_embed_frame if tid in by_id else 0 for tid in track_ids], np.int64)
     refresh = sorted(np.flatnonzero(action == REFRESH).tolist(), key=lambda i: (last[i], track_ids[i]))
     cached = {int(tid): by_id[tid].embedding for tid in set(track_ids[action != CRITICAL].tolist())
               if tid in by_id and by_id[tid].embedding is not None}
-    return EmbedPlan(frame, action, track_ids, last, refresh, cached, reasons)
+    return EmbedPlan(frame, action, track_ids, last, refresh, cached, reasons, list(dict.fromkeys(flush)))
 
 
 def contest_groups(pair_iou: np.ndarray, thr: float) -> tuple[np.ndarray, np.ndarray]:
@@ -246,13 +253,7 @@ def plan_lazy(det_xyxy: np.ndarray, tracks: Sequence[TrackLike], frame: int, cfg
                 reasons[i] = "young"
             else:
                 action[i], reasons[i] = REUSE, "reuse"
-    action[~candidates] = SKIP
-    for i in np.flatnonzero(~candidates):
-        reasons[i] = "skip"
-    by_id = {t.track_id: t for t in active}
-    last = np.array([by_id[tid].last_embed_frame if tid in by_id else 0 for tid in track_ids], np.int64)
-    cached = {int(tid): by_id[tid].embedding for tid in set(track_ids[action == REUSE].tolist())}
-    return EmbedPlan(frame, action, track_ids, last, [], cached, reasons, list(dict.fromkeys(flush)))
+    return finish_plan(frame, action, reasons, track_ids, active, candidates, flush)
 
 
 def pick_looks(looks: Sequence[tuple[int, np.ndarray]], k: int, spacing: int) -> list[tuple[int, np.ndarray]]:
