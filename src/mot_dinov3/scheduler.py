@@ -269,7 +269,8 @@ def pick_looks(looks: Sequence[tuple[int, np.ndarray]], k: int, spacing: int) ->
 
 
 class EmbeddingScheduler:
-    """Stateful half of the scheduler: the ms-per-crop EMA, the refresh backlog and the counters.
+    """Stateful half of the scheduler: the ms-per-crop EMA, the refresh backlog, lazy memory's crop buffer
+    and the counters.
 
     Args:
         cfg: scheduler settings.
