@@ -238,8 +238,8 @@ def test_lazy_buffers_clean_looks_and_embeds_them_when_the_track_is_lost():
         tracks = [view(1, x, last=1), view(2, 600, last=1), view(3, 650, last=1)]
         e = s.run(s.plan(f, dets, tracks, np.array([True, True, True])), IMG, dets)
         assert not e.computed[0] and e.memory == {}
-    assert [f for f, _ in s.looks[1]] == list(range(5, 21))  # the last 15 frames (window), track 1 only
-    assert 2 not in s.looks and 3 not in s.looks  # det1 and det2 overlap: not clean, contested anyway
+    assert [f for f, _ in s.buffer.looks[1]] == list(range(5, 21))  # the last 15 frames (window), track 1 only
+    assert 2 not in s.buffer.looks and 3 not in s.buffer.looks  # det1 and det2 overlap: not clean, contested anyway
     computed = s.computed_total
     dets = np.array([box(600), box(620)], np.float32)
     tracks = [view(1, 300, last=1, lost=True, seen=20), view(2, 600, last=1), view(3, 650, last=1)]
@@ -249,7 +249,7 @@ def test_lazy_buffers_clean_looks_and_embeds_them_when_the_track_is_lost():
     np.testing.assert_array_equal(vectors, emb.embed(None, np.array([box(100 + 10 * f) for f in (14, 17, 20)],
                                                                      np.float32)))
     assert s.computed_total == computed + 2 + 3  # the two contested detections, then three looks
-    assert s.reasons_total["memory"] == 3 and 1 not in s.looks
+    assert s.reasons_total["memory"] == 3 and 1 not in s.buffer.looks
 
 
 def test_lazy_drops_looks_when_a_clean_detection_is_embedded():
@@ -257,6 +257,6 @@ def test_lazy_drops_looks_when_a_clean_detection_is_embedded():
     s = EmbeddingScheduler(SchedulerConfig(lazy=True), FakeCropEmbedder(clock), clock)
     dets = np.array([box(0)], np.float32)
     s.run(s.plan(1, dets, [view(1, 0, last=1)]), IMG, dets)
-    assert [f for f, _ in s.looks[1]] == [1]
+    assert [f for f, _ in s.buffer.looks[1]] == [1]
     s.run(s.plan(2, dets, [view(1, 0, last=1, samples=1)]), IMG, dets)  # young -> computed, clean
-    assert 1 not in s.looks
+    assert 1 not in s.buffer.looks

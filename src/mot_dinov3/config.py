@@ -86,7 +86,7 @@ class SchedulerConfig:
         embed_all: compute every detection's embedding every frame (the baseline, scheduling off).
         ema_alpha: weight of the newest measurement in the ms-per-crop moving average.
         lazy: lazy memory (``--embed-lazy``): no periodic refresh; a track's clean looks are kept as crops
-            and embedded only when its memory is about to be read (see :func:`mot_dinov3.scheduler.plan_lazy`).
+            and embedded only when its memory is about to be read (see :func:`mot_dinov3.scheduler.lazy.plan_lazy`).
             ``refresh_every``, ``iou_gate`` and ``budget_ms`` do not apply.
         contest_iou: lazy: track-detection pairs above this IoU are candidates; a detection whose group of
             candidates holds a second detection or track is critical (contested), one with no candidate

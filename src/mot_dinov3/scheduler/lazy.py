@@ -1,0 +1,172 @@
+"""Lazy memory (``--embed-lazy``): compute only what the association reads this frame.
+
+:func:`plan_lazy` replaces the default rules: new, contested and near-lost boxes and young memories are
+computed, there is no periodic refresh, and a track's memory (EMA and gallery) is fed from its buffered
+clean looks only when it is about to be read: when the track is contested, next to a near-lost box, or
+lost. :class:`LookBuffer` keeps those looks: the crops of clean detections served from cache, the last
+``lazy_window`` frames per track; :func:`pick_looks` chooses which of them to embed (at most
+``lazy_samples``, ``lazy_spacing`` frames apart, newest first). About a third of the default's
+embeddings on DEV; see the README's Benchmarks.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from mot_dinov3.config import SchedulerConfig
+from mot_dinov3.matching import iou_matrix
+from mot_dinov3.scheduler.plan import CRITICAL, REUSE, EmbedPlan, TrackLike, finish_plan
+
+
+def contest_groups(pair_iou: np.ndarray, thr: float) -> tuple[np.ndarray, np.ndarray]:
+    """Which detections and tracks share a group of candidate pairs with a rival.
+
+    Pairs with IoU above ``thr`` link a detection and a track; a group is a connected component of
+    these links (scipy ``connected_components``). A group with two detections or two tracks is contested.
+
+    Args:
+        pair_iou: (N, M) float IoU of detections x tracks.
+        thr: IoU above which a pair is a candidate.
+
+    Returns:
+        (N,) bool contested detections, (M,) bool contested tracks.
+    """
+    n, m = pair_iou.shape
+    r, c = np.nonzero(pair_iou > thr)
+    graph = coo_matrix((np.ones(len(r)), (r, n + c)), shape=(n + m, n + m))
+    _, labels = connected_components(graph, directed=False)
+    dets = np.bincount(labels[:n], minlength=n + m)
+    trks = np.bincount(labels[n:], minlength=n + m)
+    rival = (dets > 1) | (trks > 1)
+    return rival[labels[:n]], rival[labels[n:]]
+
+
+def plan_lazy(det_xyxy: np.ndarray, tracks: Sequence[TrackLike], frame: int, cfg: SchedulerConfig,
+              candidates: np.ndarray | None = None) -> EmbedPlan:
+    """Lazy-memory rules (``--embed-lazy``, pure): compute only what the association reads this frame.
+
+    Per detection, in order: ``bootstrap`` (no active tracks); ``weak_iou`` (no active track's predicted
+    box above ``contest_iou`` IoU: a new object or a lost track back); ``contested`` (its group of
+    candidate pairs holds a rival, :func:`contest_groups`); ``near_lost`` (IoU above ``overlap_thr``
+    with the predicted box of a track lost at most ``near_lost_frames`` frames); ``no_cache`` / ``young``
+    (its track's memory is empty / holds fewer than ``young_samples`` fresh embeddings); otherwise
+    ``reuse``. There is no refresh. ``flush`` lists the tracks whose memory is read now: every track in a
+    contested group, the track a near_lost detection continues, and every lost track.
+
+    Args and returns: as :func:`mot_dinov3.scheduler.plan.plan_actions` (``last_seen`` and ``samples``
+    of the views are read).
+    """
+    n = len(det_xyxy)
+    candidates = np.ones(n, bool) if candidates is None else np.asarray(candidates, bool)
+    lost = [t for t in tracks if t.lost]
+    active = [t for t in tracks if not t.lost]
+    action = np.full(n, CRITICAL, np.int8)
+    reasons = ["bootstrap"] * n
+    track_ids = np.full(n, -1, np.int64)
+    flush: list[int] = [t.track_id for t in lost]
+    if active:
+        dt = iou_matrix(det_xyxy, np.array([t.xyxy for t in active]))
+        best = dt.argmax(axis=1)
+        best_iou = dt[np.arange(n), best]
+        contested, contested_tracks = contest_groups(dt * candidates[:, None], cfg.contest_iou)
+        recent = [t for t in lost if frame - t.last_seen <= cfg.near_lost_frames]
+        near_lost = (iou_matrix(det_xyxy, np.array([t.xyxy for t in recent])) > cfg.overlap_thr).any(axis=1) \
+            if recent else np.zeros(n, bool)
+        flush += [t.track_id for t, c in zip(active, contested_tracks) if c]
+        for i in range(n):
+            t = active[best[i]]
+            if best_iou[i] <= cfg.contest_iou:
+                reasons[i] = "weak_iou"
+                continue
+            track_ids[i] = t.track_id
+            if contested[i]:
+                reasons[i] = "contested"
+            elif near_lost[i]:
+                reasons[i] = "near_lost"
+                flush.append(t.track_id)
+            elif t.embedding is None:
+                reasons[i] = "no_cache"
+            elif t.samples < cfg.young_samples:
+                reasons[i] = "young"
+            else:
+                action[i], reasons[i] = REUSE, "reuse"
+    return finish_plan(frame, action, reasons, track_ids, active, candidates, flush)
+
+
+def pick_looks(looks: Sequence[tuple[int, np.ndarray]], k: int, spacing: int) -> list[tuple[int, np.ndarray]]:
+    """The newest look, then each next newest at least ``spacing`` frames before the last picked, up to
+    ``k``; returned oldest first. ``looks``: (frame, crop) pairs in frame order."""
+    picks: list[tuple[int, np.ndarray]] = []
+    for frame, crop in reversed(looks):
+        if len(picks) >= k:
+            break
+        if not picks or picks[-1][0] - frame >= spacing:
+            picks.append((frame, crop))
+    return picks[::-1]
+
+
+
+
+class LookBuffer:
+    """Per track, the crops of its clean detections served from cache: looks not yet embedded.
+
+    A look is clean when no other detection overlaps its box above ``overlap_thr`` IoU (the tracker's
+    ``gallery_overlap_thresh``: only such looks may enter a track's memory). A clean detection embedded
+    now makes its track's older looks redundant; looks older than ``window`` frames are dropped.
+
+    Args:
+        window: frames a look is kept (``lazy_window``).
+        overlap_thr: IoU with another detection above which a box is not clean.
+
+    Attributes:
+        looks: ``{track_id: deque of (frame, crop)}``; crops as the backend's ``crop`` cuts them (uint8
+            BGR, already at the model input size).
+    """
+
+    def __init__(self, window: int, overlap_thr: float):
+        self.window = window
+        self.overlap_thr = overlap_thr
+        self.looks: dict[int, deque[tuple[int, np.ndarray]]] = {}
+
+    def keep_only(self, track_ids: set[int]) -> None:
+        """Forget the looks of tracks not in ``track_ids`` (removed by the tracker)."""
+        self.looks = {tid: q for tid, q in self.looks.items() if tid in track_ids}
+
+    def add(self, plan: EmbedPlan, image: np.ndarray, det_xyxy: np.ndarray, computed: np.ndarray,
+            crop: Callable[[np.ndarray, np.ndarray], list[np.ndarray]]) -> None:
+        """Keep the crop of each clean detection served from cache (``REUSE``) as its track's newest look;
+        drop the looks of tracks whose clean detection was embedded now.
+
+        Args:
+            plan: this frame's plan (``track_ids``, ``action``, ``frame``).
+            image: (H, W, 3) uint8 BGR frame.
+            det_xyxy: (N, 4) float32 boxes, pixels.
+            computed: (N,) bool, embedded this frame.
+            crop: the backend's ``crop(image, xyxy) -> list of crops``.
+        """
+        overlap = iou_matrix(det_xyxy, det_xyxy)
+        np.fill_diagonal(overlap, 0.0)
+        clean = ~(overlap > self.overlap_thr).any(axis=1) & (plan.track_ids >= 0)
+        for i in np.flatnonzero(clean & computed):
+            self.looks.pop(int(plan.track_ids[i]), None)
+        keep = np.flatnonzero(clean & (plan.action == REUSE))
+        for i, look in zip(keep, crop(image, det_xyxy[keep])):
+            looks = self.looks.setdefault(int(plan.track_ids[i]), deque())
+            while looks and plan.frame - looks[0][0] > self.window:
+                looks.popleft()
+            looks.append((plan.frame, look))
+
+    def take(self, track_ids: Sequence[int], k: int, spacing: int) -> list[tuple[int, list[tuple[int, np.ndarray]]]]:
+        """Remove these tracks' looks and return the ones to embed (:func:`pick_looks`), as
+        ``[(track_id, [(frame, crop), ...]), ...]`` for the tracks that had any."""
+        taken = []
+        for tid in track_ids:
+            looks = self.looks.pop(tid, None)
+            if looks:
+                taken.append((tid, pick_looks(looks, k, spacing)))
+        return taken

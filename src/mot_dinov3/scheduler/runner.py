@@ -1,0 +1,189 @@
+"""Carrying out a plan: :class:`EmbeddingScheduler` embeds what a frame's plan asks for.
+
+:meth:`EmbeddingScheduler.run` embeds the critical crops in one batch, then admits refresh crops one
+chunk at a time while a live EMA of ms per crop says the next chunk fits in what is left of
+``budget_ms`` (0 = unlimited). Only refresh work counts against the budget; the embedder is
+synchronised (CUDA) around every timed call. A refresh that does not fit is served from cache and its
+track stays in the backlog; backlog entries of tracks that are no longer active are dropped. With
+``--embed-lazy`` it also keeps the :class:`~mot_dinov3.scheduler.lazy.LookBuffer` and embeds the looks
+of the tracks the plan flushes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mot_dinov3.config import SchedulerConfig
+from mot_dinov3.errors import UserError
+from mot_dinov3.features.base import CropEmbedder, Embedder
+from mot_dinov3.scheduler.lazy import LookBuffer, plan_lazy
+from mot_dinov3.scheduler.plan import CRITICAL, SKIP, EmbedPlan, TrackLike, plan_actions
+
+REFRESH_CHUNK = 4  # largest refresh batch admitted at once against the budget
+
+
+@dataclass
+class Embeddings:
+    """Result of :meth:`EmbeddingScheduler.run`.
+
+    Attributes:
+        vectors: (N, D) float32 L2-normalised, one per detection; rows of ``SKIP`` detections and
+            ``None`` when there are no detections with an embedding.
+        computed: (N,) bool, True where the embedding was computed this frame.
+        critical_ms: wall time of the critical batch, ms.
+        refresh_ms: wall time of refresh work, ms (what the budget limits).
+        deferred: refresh candidates served from cache because the budget was spent.
+        memory: lazy: ``{track_id: (frames (K,) int64, vectors (K, D) float32)}``, buffered looks embedded
+            this frame, for :meth:`mot_dinov3.tracker.Tracker.feed_memory`.
+    """
+
+    vectors: np.ndarray | None
+    computed: np.ndarray
+    critical_ms: float = 0.0
+    refresh_ms: float = 0.0
+    deferred: int = 0
+    memory: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+
+
+class EmbeddingScheduler:
+    """Stateful half of the scheduler: the ms-per-crop EMA, the refresh backlog, lazy memory's crop buffer
+    and the counters.
+
+    Args:
+        cfg: scheduler settings.
+        embedder: any :class:`~mot_dinov3.features.base.Embedder`.
+        clock: seconds counter (``time.perf_counter``); replaceable in tests.
+
+    Attributes:
+        ms_per_crop: live EMA of embedding cost, ms per crop (``None`` before the first measurement).
+        backlog: ``{track_id: last_embed_frame}`` of tracks whose refresh was deferred.
+        buffer: lazy: the :class:`~mot_dinov3.scheduler.lazy.LookBuffer` of clean looks not yet embedded.
+        computed_total / reused_total: counters over the run (``computed_total`` includes looks embedded).
+        reasons_total: detections per plan reason; ``memory`` counts looks embedded.
+
+    Raises:
+        UserError: ``cfg.lazy`` with a backend that cannot embed crops later (not a
+            :class:`~mot_dinov3.features.base.CropEmbedder`).
+    """
+
+    def __init__(self, cfg: SchedulerConfig, embedder: Embedder, clock: Callable[[], float] = time.perf_counter):
+        self.cfg = cfg
+        self.embedder = embedder
+        self.clock = clock
+        self.lazy = cfg.lazy and not cfg.embed_all
+        if self.lazy and not isinstance(embedder, CropEmbedder):
+            raise UserError(f"--embed-lazy: the {embedder.name} backend cannot embed buffered crops; "
+                            "use --embedder dino, clip or onnx, or drop --embed-lazy")
+        self.ms_per_crop: float | None = None
+        self.backlog: dict[int, int] = {}
+        self.buffer = LookBuffer(cfg.lazy_window, cfg.look_overlap_thr)
+        self.computed_total = 0
+        self.reused_total = 0
+        self.reasons_total: dict[str, int] = {}
+
+    def plan(self, frame: int, det_xyxy: np.ndarray, tracks: Sequence[TrackLike],
+             candidates: np.ndarray | None = None) -> EmbedPlan:
+        """Plan this frame (:func:`plan_actions`, or :func:`plan_lazy` with ``cfg.lazy``); drop backlog
+        entries of inactive tracks and buffered looks of removed ones."""
+        active = {t.track_id for t in tracks if not t.lost}
+        self.backlog = {tid: f for tid, f in self.backlog.items() if tid in active}
+        alive = {t.track_id for t in tracks}
+        self.buffer.keep_only(alive)
+        plan = (plan_lazy if self.lazy else plan_actions)(det_xyxy, tracks, frame, self.cfg, candidates)
+        for r in plan.reasons:
+            self.reasons_total[r] = self.reasons_total.get(r, 0) + 1
+        return plan
+
+    def run(self, plan: EmbedPlan, image: np.ndarray, det_xyxy: np.ndarray,
+            det_feats: np.ndarray | None = None) -> Embeddings:
+        """Carry out ``plan`` on one frame.
+
+        Args:
+            plan: from :meth:`plan`.
+            image: (H, W, 3) uint8 BGR frame.
+            det_xyxy: (N, 4) float32 boxes, the same as planned.
+            det_feats: (N, C) detector features, passed through to backends that use them.
+
+        Returns:
+            :class:`Embeddings` with a vector for every non-skipped detection.
+        """
+        n = len(det_xyxy)
+        computed = np.zeros(n, bool)
+        vectors: np.ndarray | None = None
+        result = Embeddings(None, computed)
+
+        def compute(idx: list[int]) -> float:
+            nonlocal vectors
+            self.embedder.synchronize()
+            t0 = self.clock()
+            out = self.embedder.embed(image, det_xyxy[idx], None if det_feats is None else det_feats[idx])
+            self.embedder.synchronize()
+            ms = (self.clock() - t0) * 1000.0
+            if vectors is None:
+                vectors = np.zeros((n, out.shape[1]), np.float32)
+            vectors[idx] = out
+            computed[idx] = True
+            per_crop = ms / len(idx)
+            a = self.cfg.ema_alpha
+            self.ms_per_crop = per_crop if self.ms_per_crop is None else a * per_crop + (1 - a) * self.ms_per_crop
+            return ms
+
+        critical = np.flatnonzero(plan.action == CRITICAL).tolist()
+        refresh = list(plan.refresh_order)
+        if self.cfg.budget_ms <= 0:  # unlimited: one batch for everything
+            if critical or refresh:
+                ms = compute(critical + refresh)
+                result.critical_ms = ms * len(critical) / (len(critical) + len(refresh))
+                result.refresh_ms = ms - result.critical_ms
+            refresh = []
+        else:
+            if critical:
+                result.critical_ms = compute(critical)
+            while refresh:
+                left = self.cfg.budget_ms - result.refresh_ms
+                if self.ms_per_crop is None:  # no estimate yet: measure a single crop
+                    take = 1 if left > 0 else 0
+                else:
+                    take = min(int(left // max(self.ms_per_crop, 1e-6)), REFRESH_CHUNK)
+                if take < 1:
+                    break
+                chunk, refresh = refresh[:take], refresh[take:]
+                result.refresh_ms += compute(chunk)
+
+        for i in refresh:  # deferred refreshes: reuse, and remember the track in the backlog
+            self.backlog[int(plan.track_ids[i])] = int(plan.last_embed_frame[i])
+        result.deferred = len(refresh)
+        for tid in plan.track_ids[computed]:
+            self.backlog.pop(int(tid), None)
+        for i in np.flatnonzero((plan.action != SKIP) & ~computed):
+            e = plan.cached[int(plan.track_ids[i])]
+            if vectors is None:
+                vectors = np.zeros((n, e.shape[0]), np.float32)
+            vectors[i] = e
+        self.computed_total += int(computed.sum())
+        self.reused_total += int(((plan.action != SKIP) & ~computed).sum())
+        result.vectors = vectors
+        if self.lazy:
+            result.memory = self._flush(plan.flush)
+            self.buffer.add(plan, image, det_xyxy, computed, self.embedder.crop)
+        return result
+
+    def _flush(self, track_ids: list[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """Embed (one batch) the newest buffered looks of these tracks, at most ``lazy_samples`` each and
+        ``lazy_spacing`` frames apart, picked newest first; forget their buffers."""
+        taken = self.buffer.take(track_ids, self.cfg.lazy_samples, self.cfg.lazy_spacing)
+        if not taken:
+            return {}
+        crops = [crop for _, looks in taken for _, crop in looks]
+        vectors = self.embedder.embed_crops(crops)
+        self.computed_total += len(crops)
+        self.reasons_total["memory"] = self.reasons_total.get("memory", 0) + len(crops)
+        memory, start = {}, 0
+        for tid, looks in taken:
+            memory[tid] = (np.array([f for f, _ in looks], np.int64), vectors[start:start + len(looks)])
+            start += len(looks)
+        return memory
