@@ -6,8 +6,8 @@ import pytest
 from mot_dinov3.config import SchedulerConfig
 from mot_dinov3.errors import UserError
 from mot_dinov3.features.base import CropEmbedder
-from mot_dinov3.scheduler import (CRITICAL, REFRESH, REUSE, SKIP, EmbeddingScheduler, contest_groups, pick_looks,
-                                  plan_actions, plan_lazy)
+from mot_dinov3.scheduler import (CRITICAL, REFRESH, REUSE, SKIP, EmbeddingScheduler, contest_groups,
+                                  near_lost_verdicts, pick_looks, plan_actions, plan_lazy)
 from mot_dinov3.tracker import TrackView
 
 D = 8
@@ -212,6 +212,49 @@ def test_lazy_rules_never_refresh_and_list_the_memories_read_now():
     assert p.refresh_order == [] and set(p.cached) == {1, 7}
     assert sorted(p.flush) == [2, 3, 5, 6, 8]  # contested tracks, near_lost's track, every lost track
     assert plan_lazy(dets, [], 1, SchedulerConfig(lazy=True)).reasons == ["bootstrap"] * 6
+
+
+def test_lazy_near_lost_pairs_cleared_by_appearance_are_not_recomputed():
+    dets = np.array([box(1200)], np.float32)
+    tracks = [view(5, 1202, last=80), view(6, 1230, last=5, lost=True, seen=95),
+              view(9, 1190, last=5, lost=True, seen=97)]
+    cfg = SchedulerConfig(lazy=True)  # near_lost_clear_frames 10
+    p = plan_lazy(dets, tracks, 100, cfg)
+    assert p.reasons == ["near_lost"] and p.near_lost == {0: [6, 9]} and 5 in p.flush
+    # one of the two lost tracks cleared: still near_lost
+    assert plan_lazy(dets, tracks, 100, cfg, cleared={(5, 6): 95}).reasons == ["near_lost"]
+    p = plan_lazy(dets, tracks, 100, cfg, cleared={(5, 6): 95, (5, 9): 91})  # both, within 10 frames
+    assert p.reasons == ["reuse"] and p.near_lost == {} and 5 not in p.flush
+    assert plan_lazy(dets, tracks, 100, cfg, cleared={(5, 6): 95, (5, 9): 90}).reasons == ["near_lost"]  # expired
+    assert plan_lazy(dets, tracks, 100, cfg, cleared={(4, 6): 95, (4, 9): 95}).reasons == ["near_lost"]  # other track
+
+
+def test_near_lost_verdicts_compare_with_the_lost_memories():
+    dets = np.array([box(1200), box(0)], np.float32)
+    tracks = [view(5, 1202, last=90), view(1, 2, last=90), view(6, 1230, last=5, lost=True, seen=95),
+              view(9, 1190, last=5, lost=True, seen=97, emb=False)]
+    p = plan_lazy(dets, tracks, 100, SchedulerConfig(lazy=True))
+    assert p.near_lost == {0: [6, 9]}
+    mem6 = np.eye(D, dtype=np.float32)[1]
+    same = np.stack([mem6, np.eye(D, dtype=np.float32)[0]])
+    other = np.stack([np.eye(D, dtype=np.float32)[2], np.eye(D, dtype=np.float32)[0]])
+    computed = np.array([True, False])
+    assert near_lost_verdicts(p, other, computed, {6: mem6}, 0.3) == {(5, 6): True}  # 9 has no memory
+    assert near_lost_verdicts(p, same, computed, {6: mem6}, 0.3) == {(5, 6): False}
+    assert near_lost_verdicts(p, same, np.array([False, False]), {6: mem6}, 0.3) == {}
+
+
+def test_lazy_scheduler_clears_a_near_lost_pair_after_a_far_look():
+    clock = FakeClock()
+    s = EmbeddingScheduler(SchedulerConfig(lazy=True), FakeCropEmbedder(clock), clock)
+    dets = np.array([box(1200)], np.float32)  # FakeEmbedder: x1 1200 -> one-hot index 4
+    far = view(6, 1230, last=5, lost=True, seen=95)  # memory: one-hot index 1
+    near = TrackView(6, far.xyxy, np.eye(D, dtype=np.float32)[4], 5, True, 95, 5)
+    for tracks, computed_next in (([view(5, 1202, last=90), far], False), ([view(5, 1202, last=90), near], True)):
+        s.cleared.clear()
+        assert s.run(s.plan(100, dets, tracks), IMG, dets).computed.tolist() == [True]
+        assert s.run(s.plan(101, dets, tracks), IMG, dets).computed.tolist() == [computed_next]
+    assert s.cleared == {}  # the look matched the lost memory: the pair stays watched
 
 
 def test_pick_looks_takes_the_newest_then_spaced_older_ones():

@@ -93,6 +93,12 @@ class SchedulerConfig:
             is critical (weak continuity). 0.4 is where appearance enters the fused cost
             (``1 - proximity_thresh``).
         near_lost_frames: lazy: only tracks lost at most this many frames make a nearby box near_lost.
+        near_lost_clear: lazy: cosine distance; a near_lost box embedded farther than this from a lost
+            track's memory clears the pair (its track, that lost track): the box is not near_lost again
+            for ``near_lost_clear_frames`` frames (it is still computed when contested). 0.3 is above the
+            tracker's ``appearance_thresh`` and ``reid_unique_thresh`` (0.25): at that distance neither
+            the first association nor re-identification gives the lost track the box.
+        near_lost_clear_frames: lazy: frames a cleared pair stays cleared before it is checked again.
         young_samples: lazy: a track whose memory holds fewer fresh embeddings than this is critical.
         lazy_samples: lazy: clean looks kept per track (the newest) and embedded into its memory.
         lazy_spacing: lazy: frames between two kept looks of one track.
@@ -110,6 +116,8 @@ class SchedulerConfig:
     lazy: bool = False
     contest_iou: float = 0.4
     near_lost_frames: int = 10
+    near_lost_clear: float = 0.3
+    near_lost_clear_frames: int = 10
     young_samples: int = 2
     lazy_samples: int = 3
     lazy_spacing: int = 3

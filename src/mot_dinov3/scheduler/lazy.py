@@ -12,14 +12,14 @@ embeddings on DEV; see the README's Benchmarks.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from mot_dinov3.config import SchedulerConfig
-from mot_dinov3.matching import iou_matrix
+from mot_dinov3.matching import cosine_distance, iou_matrix
 from mot_dinov3.scheduler.plan import CRITICAL, REUSE, EmbedPlan, TrackLike, finish_plan
 
 
@@ -47,19 +47,25 @@ def contest_groups(pair_iou: np.ndarray, thr: float) -> tuple[np.ndarray, np.nda
 
 
 def plan_lazy(det_xyxy: np.ndarray, tracks: Sequence[TrackLike], frame: int, cfg: SchedulerConfig,
-              candidates: np.ndarray | None = None) -> EmbedPlan:
+              candidates: np.ndarray | None = None,
+              cleared: Mapping[tuple[int, int], int] | None = None) -> EmbedPlan:
     """Lazy-memory rules (``--embed-lazy``, pure): compute only what the association reads this frame.
 
     Per detection, in order: ``bootstrap`` (no active tracks); ``weak_iou`` (no active track's predicted
     box above ``contest_iou`` IoU: a new object or a lost track back); ``contested`` (its group of
     candidate pairs holds a rival, :func:`contest_groups`); ``near_lost`` (IoU above ``overlap_thr``
-    with the predicted box of a track lost at most ``near_lost_frames`` frames); ``no_cache`` / ``young``
+    with the predicted box of a track lost at most ``near_lost_frames`` frames, unless every such pair
+    (its track, the lost track) was cleared within ``near_lost_clear_frames``); ``no_cache`` / ``young``
     (its track's memory is empty / holds fewer than ``young_samples`` fresh embeddings); otherwise
     ``reuse``. There is no refresh. ``flush`` lists the tracks whose memory is read now: every track in a
     contested group, the track a near_lost detection continues, and every lost track.
 
     Args and returns: as :func:`mot_dinov3.scheduler.plan.plan_actions` (``last_seen`` and ``samples``
-    of the views are read).
+    of the views are read), plus
+
+    * ``cleared``: ``{(track_id, lost_track_id): frame}``, the pairs whose near_lost box was last seen
+      far from the lost track's memory (:func:`near_lost_verdicts`);
+    * ``EmbedPlan.near_lost``: each near_lost detection's lost tracks, to check once it is embedded.
     """
     n = len(det_xyxy)
     candidates = np.ones(n, bool) if candidates is None else np.asarray(candidates, bool)
@@ -68,6 +74,8 @@ def plan_lazy(det_xyxy: np.ndarray, tracks: Sequence[TrackLike], frame: int, cfg
     action = np.full(n, CRITICAL, np.int8)
     reasons = ["bootstrap"] * n
     track_ids = np.full(n, -1, np.int64)
+    cleared = cleared or {}
+    near_lost: dict[int, list[int]] = {}
     flush: list[int] = [t.track_id for t in lost]
     if active:
         dt = iou_matrix(det_xyxy, np.array([t.xyxy for t in active]))
@@ -75,8 +83,7 @@ def plan_lazy(det_xyxy: np.ndarray, tracks: Sequence[TrackLike], frame: int, cfg
         best_iou = dt[np.arange(n), best]
         contested, contested_tracks = contest_groups(dt * candidates[:, None], cfg.contest_iou)
         recent = [t for t in lost if frame - t.last_seen <= cfg.near_lost_frames]
-        near_lost = (iou_matrix(det_xyxy, np.array([t.xyxy for t in recent])) > cfg.overlap_thr).any(axis=1) \
-            if recent else np.zeros(n, bool)
+        near = iou_matrix(det_xyxy, np.array([t.xyxy for t in recent]).reshape(-1, 4)) > cfg.overlap_thr
         flush += [t.track_id for t, c in zip(active, contested_tracks) if c]
         for i in range(n):
             t = active[best[i]]
@@ -86,8 +93,11 @@ def plan_lazy(det_xyxy: np.ndarray, tracks: Sequence[TrackLike], frame: int, cfg
             track_ids[i] = t.track_id
             if contested[i]:
                 reasons[i] = "contested"
-            elif near_lost[i]:
+            elif near[i].any() and not all(
+                    frame - cleared.get((t.track_id, recent[j].track_id), -cfg.near_lost_clear_frames)
+                    < cfg.near_lost_clear_frames for j in np.flatnonzero(near[i])):
                 reasons[i] = "near_lost"
+                near_lost[i] = [recent[j].track_id for j in np.flatnonzero(near[i])]
                 flush.append(t.track_id)
             elif t.embedding is None:
                 reasons[i] = "no_cache"
@@ -95,7 +105,34 @@ def plan_lazy(det_xyxy: np.ndarray, tracks: Sequence[TrackLike], frame: int, cfg
                 reasons[i] = "young"
             else:
                 action[i], reasons[i] = REUSE, "reuse"
-    return finish_plan(frame, action, reasons, track_ids, active, candidates, flush)
+    plan = finish_plan(frame, action, reasons, track_ids, active, candidates, flush)
+    plan.near_lost = {i: ids for i, ids in near_lost.items() if plan.action[i] == CRITICAL}
+    return plan
+
+
+def near_lost_verdicts(plan: EmbedPlan, vectors: np.ndarray | None, computed: np.ndarray,
+                       lost_memory: Mapping[int, np.ndarray], far: float) -> dict[tuple[int, int], bool]:
+    """Whether each near_lost detection embedded this frame looked far from its lost tracks.
+
+    Args:
+        plan: this frame's plan (``near_lost``, ``track_ids``).
+        vectors: (N, D) float32 L2-normalised embeddings of the frame's detections.
+        computed: (N,) bool, embedded this frame.
+        lost_memory: ``{lost_track_id: (D,) float32}`` the lost tracks' EMA embeddings.
+        far: cosine distance above which the pair is cleared (``near_lost_clear``).
+
+    Returns:
+        ``{(track_id, lost_track_id): far}`` for the pairs checked (lost tracks with a memory only).
+    """
+    out = {}
+    for i, lost_ids in plan.near_lost.items():
+        if not computed[i] or vectors is None:
+            continue
+        for lid in lost_ids:
+            if lid in lost_memory:
+                dist = float(cosine_distance(vectors[i][None], lost_memory[lid][None])[0, 0])
+                out[(int(plan.track_ids[i]), lid)] = dist > far
+    return out
 
 
 def pick_looks(looks: Sequence[tuple[int, np.ndarray]], k: int, spacing: int) -> list[tuple[int, np.ndarray]]:

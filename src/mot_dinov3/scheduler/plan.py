@@ -60,6 +60,8 @@ class EmbedPlan:
             action name (``refresh``, ``reuse``, ``skip``); for logs, the run summary's
             ``embed_decisions`` and tests.
         flush: lazy: ids of the tracks whose memory is read this frame (fed from their buffered looks).
+        near_lost: lazy: ``{detection index: [lost track ids]}`` of the near_lost detections, whose
+            embeddings are checked against those lost tracks' memories once computed.
     """
 
     frame: int
@@ -70,6 +72,7 @@ class EmbedPlan:
     cached: dict[int, np.ndarray]
     reasons: list[str]
     flush: list[int] = field(default_factory=list)
+    near_lost: dict[int, list[int]] = field(default_factory=dict)
 
 
 def plan_actions(det_xyxy: np.ndarray, tracks: Sequence[TrackLike], frame: int, cfg: SchedulerConfig,

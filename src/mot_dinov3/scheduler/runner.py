@@ -20,7 +20,7 @@ import numpy as np
 from mot_dinov3.config import SchedulerConfig
 from mot_dinov3.errors import UserError
 from mot_dinov3.features.base import CropEmbedder, Embedder
-from mot_dinov3.scheduler.lazy import LookBuffer, plan_lazy
+from mot_dinov3.scheduler.lazy import LookBuffer, near_lost_verdicts, plan_lazy
 from mot_dinov3.scheduler.plan import CRITICAL, SKIP, EmbedPlan, TrackLike, plan_actions
 
 REFRESH_CHUNK = 4  # largest refresh batch admitted at once against the budget
@@ -62,6 +62,8 @@ class EmbeddingScheduler:
         ms_per_crop: live EMA of embedding cost, ms per crop (``None`` before the first measurement).
         backlog: ``{track_id: last_embed_frame}`` of tracks whose refresh was deferred.
         buffer: lazy: the :class:`~mot_dinov3.scheduler.lazy.LookBuffer` of clean looks not yet embedded.
+        cleared: lazy: ``{(track_id, lost_track_id): frame}``, near_lost pairs last seen far apart
+            (:func:`~mot_dinov3.scheduler.lazy.near_lost_verdicts`).
         computed_total / reused_total: counters over the run (``computed_total`` includes looks embedded).
         reasons_total: detections per plan reason; ``memory`` counts looks embedded.
 
@@ -81,6 +83,8 @@ class EmbeddingScheduler:
         self.ms_per_crop: float | None = None
         self.backlog: dict[int, int] = {}
         self.buffer = LookBuffer(cfg.lazy_window, cfg.look_overlap_thr)
+        self.cleared: dict[tuple[int, int], int] = {}
+        self._lost_memory: dict[int, np.ndarray] = {}
         self.computed_total = 0
         self.reused_total = 0
         self.reasons_total: dict[str, int] = {}
@@ -92,8 +96,13 @@ class EmbeddingScheduler:
         active = {t.track_id for t in tracks if not t.lost}
         self.backlog = {tid: f for tid, f in self.backlog.items() if tid in active}
         alive = {t.track_id for t in tracks}
-        self.buffer.keep_only(alive)
-        plan = (plan_lazy if self.lazy else plan_actions)(det_xyxy, tracks, frame, self.cfg, candidates)
+        if self.lazy:
+            self.buffer.keep_only(alive)
+            self.cleared = {k: f for k, f in self.cleared.items() if k[0] in active and k[1] in alive}
+            self._lost_memory = {t.track_id: t.embedding for t in tracks if t.lost and t.embedding is not None}
+            plan = plan_lazy(det_xyxy, tracks, frame, self.cfg, candidates, self.cleared)
+        else:
+            plan = plan_actions(det_xyxy, tracks, frame, self.cfg, candidates)
         for r in plan.reasons:
             self.reasons_total[r] = self.reasons_total.get(r, 0) + 1
         return plan
@@ -169,6 +178,12 @@ class EmbeddingScheduler:
         result.vectors = vectors
         if self.lazy:
             result.memory = self._flush(plan.flush)
+            verdicts = near_lost_verdicts(plan, vectors, computed, self._lost_memory, self.cfg.near_lost_clear)
+            for pair, far in verdicts.items():
+                if far:
+                    self.cleared[pair] = plan.frame
+                else:
+                    self.cleared.pop(pair, None)
             self.buffer.add(plan, image, det_xyxy, computed, self.embedder.crop)
         return result
 
