@@ -21,4 +21,5 @@ from mot_dinov3.scheduler.plan import CRITICAL, REFRESH, REUSE, SKIP, EmbedPlan,
 from mot_dinov3.scheduler.runner import REFRESH_CHUNK, EmbeddingScheduler, Embeddings
 
 __all__ = ["CRITICAL", "REFRESH", "REUSE", "SKIP", "REFRESH_CHUNK", "EmbedPlan", "Embeddings", "EmbeddingScheduler",
-           "LookBuffer", "TrackLike", "contest_groups", "finish_plan", "near_lost_verdicts", "pick_looks", "plan_actions", "plan_lazy"]
+           "LookBuffer", "TrackLike", "contest_groups", "finish_plan", "near_lost_verdicts", "pick_looks",
+           "plan_actions", "plan_lazy"]

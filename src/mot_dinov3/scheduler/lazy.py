@@ -91,13 +91,13 @@ def plan_lazy(det_xyxy: np.ndarray, tracks: Sequence[TrackLike], frame: int, cfg
                 reasons[i] = "weak_iou"
                 continue
             track_ids[i] = t.track_id
+            lost_near = [recent[j].track_id for j in np.flatnonzero(near[i])]
             if contested[i]:
                 reasons[i] = "contested"
-            elif near[i].any() and not all(
-                    frame - cleared.get((t.track_id, recent[j].track_id), -cfg.near_lost_clear_frames)
-                    < cfg.near_lost_clear_frames for j in np.flatnonzero(near[i])):
+            elif lost_near and not all(frame - cleared.get((t.track_id, lid), -np.inf) < cfg.near_lost_clear_frames
+                                       for lid in lost_near):
                 reasons[i] = "near_lost"
-                near_lost[i] = [recent[j].track_id for j in np.flatnonzero(near[i])]
+                near_lost[i] = lost_near
                 flush.append(t.track_id)
             elif t.embedding is None:
                 reasons[i] = "no_cache"

@@ -92,7 +92,7 @@ class EmbeddingScheduler:
     def plan(self, frame: int, det_xyxy: np.ndarray, tracks: Sequence[TrackLike],
              candidates: np.ndarray | None = None) -> EmbedPlan:
         """Plan this frame (:func:`plan_actions`, or :func:`plan_lazy` with ``cfg.lazy``); drop backlog
-        entries of inactive tracks and buffered looks of removed ones."""
+        entries of inactive tracks, and buffered looks and cleared near_lost pairs of tracks gone."""
         active = {t.track_id for t in tracks if not t.lost}
         self.backlog = {tid: f for tid, f in self.backlog.items() if tid in active}
         alive = {t.track_id for t in tracks}
