@@ -147,8 +147,6 @@ def pick_looks(looks: Sequence[tuple[int, np.ndarray]], k: int, spacing: int) ->
     return picks[::-1]
 
 
-
-
 class LookBuffer:
     """Per track, the crops of its clean detections served from cache: looks not yet embedded.
 
