@@ -45,7 +45,7 @@ def draw_tracks(image: np.ndarray, tracks: Sequence, style: DrawStyle = DrawStyl
     Args:
         image: (H, W, 3) uint8 BGR.
         tracks: objects with ``track_id``, ``xyxy`` (4,), ``state`` (``LOST`` == 2 drawn grey and thin)
-            and ``embedded_now``, e.g. :class:`mot_dinov3.tracker.TrackOutput`.
+            and ``embedded_now``, e.g. :class:`mot_dinov3.track.TrackOutput`.
         style: line thickness and font scale.
 
     Returns:

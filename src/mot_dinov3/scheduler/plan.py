@@ -33,7 +33,7 @@ CRITICAL, REFRESH, REUSE, SKIP = 0, 1, 2, 3
 
 
 class TrackLike(Protocol):
-    """What the scheduler reads of a track (see :class:`mot_dinov3.tracker.TrackView`)."""
+    """What the scheduler reads of a track (see :class:`mot_dinov3.track.TrackView`)."""
 
     track_id: int
     xyxy: np.ndarray

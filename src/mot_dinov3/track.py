@@ -1,0 +1,92 @@
+"""One track's state (:class:`Track`, internal to the tracker) and the read-only views the tracker
+hands out: :class:`TrackView` to the embedding scheduler, :class:`TrackOutput` to the caller."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+import numpy as np
+
+from mot_dinov3 import motion
+
+
+class TrackState(IntEnum):
+    """Life cycle: tentative -> confirmed (``min_hits`` matches) -> lost -> confirmed again or removed."""
+
+    TENTATIVE = 0
+    CONFIRMED = 1
+    LOST = 2
+    REMOVED = 3
+
+
+@dataclass
+class Track:
+    """One track's state (internal to the tracker; callers get :class:`TrackView` / :class:`TrackOutput`)."""
+
+    track_id: int
+    mean: np.ndarray  # (8,) Kalman state, xywh + velocities
+    cov: np.ndarray  # (8, 8)
+    conf: float
+    cls: int
+    state: TrackState
+    hits: int
+    last_seen: int  # frame of the last matched detection
+    last_obs: np.ndarray  # (4,) float32 xyxy of the last matched detection
+    embedding: np.ndarray | None = None  # (D,) float32 L2-normalised EMA
+    gallery: deque = field(default_factory=deque)  # last ``nn_budget`` fresh (D,) embeddings
+    last_embed_frame: int = 0  # frame of the last fresh embedding
+    reused_obs: int = 0  # clean observations matched with a cached embedding since the last fresh one
+    samples: int = 0  # fresh embeddings absorbed into the EMA over the track's life
+    det_xyxy: np.ndarray | None = None  # (4,) the box matched this frame
+    embedded_now: bool = False
+
+    @property
+    def xyxy(self) -> np.ndarray:
+        """(4,) float32 box of the Kalman state (the prediction until the frame is updated)."""
+        return motion.xywh_to_xyxy(self.mean[:4]).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class TrackView:
+    """Read-only view of an active track for the embedding scheduler.
+
+    Attributes:
+        track_id: the track id.
+        xyxy: (4,) float32 predicted box for the current frame, pixels.
+        embedding: (D,) float32 cached EMA embedding, or ``None``.
+        last_embed_frame: frame (1-based) of the last fresh embedding; 0 if never.
+        lost: the track is lost (kept for re-identification), not active.
+        last_seen: frame (1-based) of the track's last matched detection.
+        samples: fresh embeddings its memory (EMA) has absorbed.
+    """
+
+    track_id: int
+    xyxy: np.ndarray
+    embedding: np.ndarray | None
+    last_embed_frame: int
+    lost: bool = False
+    last_seen: int = 0
+    samples: int = 0
+
+
+@dataclass(frozen=True)
+class TrackOutput:
+    """A track to report for the current frame.
+
+    Attributes:
+        track_id: positive int id.
+        xyxy: (4,) float32 box in pixels (the matched detection; the prediction for lost tracks).
+        conf: detection confidence.
+        cls: class id.
+        state: ``CONFIRMED`` (or ``LOST`` when lost tracks are requested).
+        embedded_now: an embedding was computed for this track's detection this frame.
+    """
+
+    track_id: int
+    xyxy: np.ndarray
+    conf: float
+    cls: int
+    state: TrackState
+    embedded_now: bool
