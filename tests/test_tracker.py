@@ -143,12 +143,30 @@ def test_lost_track_is_not_given_a_different_looking_box_at_its_prediction():
         tid = out[0].track_id
         step(tr, [])
         step(tr, [])
-        step(tr, [[180, 100, 220, 200]], [unit(look)])  # where the Kalman filter predicts it
+        step(tr, [[180, 100, 220, 200]], [unit(look) if look is not None else np.zeros(4)])  # at the prediction
         return tid, {t.track_id: t.state for t in tr.tracks}
     tid, states = run(1)
     assert states[tid] == TrackState.LOST and len(states) == 2
     tid, states = run(0)
     assert states == {tid: TrackState.CONFIRMED}
+    tid, states = run(None)  # an all-zero row is an unknown embedding (skipped): IoU decides
+    assert states == {tid: TrackState.CONFIRMED}
+
+
+def test_reads_embedding_names_the_boxes_whose_embedding_association_can_read():
+    tr = Tracker(TrackerConfig())  # high 0.45, new 0.6, proximity 0.6 (IoU > 0.4), reid_max_dist 0.15
+    step(tr, [[100, 100, 140, 200], [600, 100, 640, 200]], [unit(0), unit(1)])
+    step(tr, [[100, 100, 140, 200]], [unit(0)])  # the track at 600 is lost now
+    tr.predict()
+    xyxy = np.array([[102, 100, 142, 200],   # on track 1 (IoU > 0.4): fused cost
+                     [300, 100, 340, 200],   # far from every track, cannot start one: never read
+                     [300, 100, 340, 200],   # ... but confident enough to start a track
+                     [680, 100, 720, 200],   # 0.08 image widths from the lost track: re-identification
+                     [102, 100, 142, 200]],  # low score: IoU only
+                    np.float32)
+    conf = np.array([0.5, 0.5, 0.7, 0.5, 0.3], np.float32)
+    assert tr.reads_embedding(xyxy, conf, 1000).tolist() == [True, False, True, True, False]
+    assert tr.reads_embedding(xyxy, conf, 300).tolist() == [True, False, True, False, False]  # 0.27 widths
 
 
 def test_last_observation_recovers_a_track_whose_prediction_drifted():

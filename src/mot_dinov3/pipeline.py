@@ -105,7 +105,8 @@ def run(cfg: RunConfig, embedder: Embedder | None = None, detector: Detector | N
                 memory = {}
                 if scheduler is not None:
                     with timer.stage("embed"):
-                        wanted = dets.conf >= cfg.tracker.track_high_thresh  # only these use appearance
+                        wanted = (dets.conf >= cfg.tracker.track_high_thresh if sched_cfg.embed_all
+                                  else tracker.reads_embedding(dets.xyxy, dets.conf, source.width))
                         plan = scheduler.plan(frame.index, dets.xyxy, views, wanted)
                         emb = scheduler.run(plan, frame.image, dets.xyxy, dets.feats)
                         vectors, computed, memory = emb.vectors, emb.computed, emb.memory

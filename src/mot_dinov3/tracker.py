@@ -91,6 +91,34 @@ class Tracker:
         return [TrackView(t.track_id, t.xyxy, t.embedding, t.last_embed_frame, t.state == TrackState.LOST,
                           t.last_seen, t.samples) for t in self.tracks]
 
+    def reads_embedding(self, xyxy: np.ndarray, conf: np.ndarray, image_w: int) -> np.ndarray:
+        """(N,) bool: the detections whose embedding this frame's :meth:`update` may read; call after
+        :meth:`predict`. The other rows may be left all-zero (unknown): they are never read.
+
+        A high-score detection is read when it may start a track (``new_track_thresh``), when its IoU
+        with a track's predicted box passes the proximity gate (fused cost, steps 1 and 5), when a lost
+        track could take it in step 1 (IoU cost below ``match_thresh``: the appearance veto), or when it
+        is within ``reid_max_dist`` of a lost track (step 4). Low-score boxes are matched by IoU alone.
+
+        Args:
+            xyxy: (N, 4) float32 detection boxes, pixels.
+            conf: (N,) float32 confidences.
+            image_w: frame width, pixels (the re-identification distance gate).
+        """
+        cfg = self.cfg
+        read = conf >= cfg.new_track_thresh
+        if self.tracks and len(xyxy):
+            iou = matching.iou_matrix(xyxy, np.array([t.xyxy for t in self.tracks]))
+            read |= (iou > 1.0 - cfg.proximity_thresh).any(axis=1)
+            lost = [i for i, t in enumerate(self.tracks) if t.state == TrackState.LOST]
+            if lost:
+                d_iou = matching.fuse_iou_appearance(iou[:, lost].T, None, conf if cfg.fuse_score else None,
+                                                     cfg.proximity_thresh, cfg.appearance_thresh)
+                last = np.array([self.tracks[i].last_obs for i in lost])
+                read |= (d_iou < cfg.match_thresh).any(axis=0)
+                read |= (matching.centroid_distance(last, xyxy, image_w) <= cfg.reid_max_dist).any(axis=0)
+        return (conf >= cfg.track_high_thresh) & read
+
     def feed_memory(self, track_id: int, frames: np.ndarray, embeddings: np.ndarray) -> None:
         """Absorb embeddings of a track's earlier looks into its EMA and gallery (``--embed-lazy``: the
         scheduler embeds a track's buffered clean looks only when its memory is about to be read).
@@ -125,7 +153,8 @@ class Tracker:
             conf: (N,) float32 confidences.
             cls: (N,) int class ids.
             embeddings: (N, D) float32 L2-normalised, or ``None`` for motion-only tracking. Rows of
-                low-score detections are not read.
+                low-score detections are not read; an all-zero row is unknown (not computed, see
+                :meth:`reads_embedding`): its pairs fall back to IoU.
             fresh: (N,) bool, True where the embedding was computed this frame (default: all True).
             image_wh: (W, H) of the frame, for the re-identification distance gate.
             include_lost: also report lost tracks (at their predicted box).
@@ -141,7 +170,8 @@ class Tracker:
         overlap = matching.iou_matrix(xyxy, xyxy)
         np.fill_diagonal(overlap, 0.0)
         alone = ~(overlap > cfg.gallery_overlap_thresh).any(axis=1) if n else fresh
-        frame = _FrameDets(xyxy, conf, cls, embeddings, fresh & alone, ~fresh & alone)
+        known = np.abs(embeddings).any(axis=1) if embeddings is not None else fresh
+        frame = _FrameDets(xyxy, conf, cls, embeddings, fresh & alone, ~fresh & alone & known)
         high = np.flatnonzero(conf >= cfg.track_high_thresh)
         low = np.flatnonzero((conf >= cfg.track_low_thresh) & (conf < cfg.track_high_thresh))
         confirmed = [t for t in self.tracks if t.state == TrackState.CONFIRMED]
@@ -220,13 +250,15 @@ class Tracker:
     @staticmethod
     def _appearance(tracks: list[Track], det_emb: np.ndarray, gallery: bool) -> np.ndarray:
         """(T, M) cosine distance of tracks to detection embeddings: to the EMA, or the smallest over the
-        EMA and the gallery (DeepSORT's nearest-neighbour metric, arXiv 1703.07402); 2 for tracks without one."""
+        EMA and the gallery (DeepSORT's nearest-neighbour metric, arXiv 1703.07402); 2 (unknown) for tracks
+        without one and for all-zero detection rows."""
         out = np.full((len(tracks), len(det_emb)), 2.0, np.float32)
         for i, t in enumerate(tracks):
             if t.embedding is None:
                 continue
             ref = np.stack([t.embedding, *t.gallery]) if gallery and t.gallery else t.embedding[None]
             out[i] = matching.cosine_distance(ref, det_emb).min(axis=0)
+        out[:, ~np.abs(det_emb).any(axis=1)] = 2.0
         return out
 
     def _reidentify(self, lost: list[Track], dets: np.ndarray, f: _FrameDets, img_w: int) -> np.ndarray:
