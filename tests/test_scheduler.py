@@ -210,7 +210,9 @@ def test_lazy_rules_never_refresh_and_list_the_memories_read_now():
     assert p.reasons == ["reuse", "contested", "weak_iou", "young", "near_lost", "reuse"]
     assert p.action.tolist() == [REUSE, CRITICAL, CRITICAL, CRITICAL, CRITICAL, REUSE]
     assert p.refresh_order == [] and set(p.cached) == {1, 7}
-    assert sorted(p.flush) == [2, 3, 5, 6, 8]  # contested tracks, near_lost's track, every lost track
+    # contested tracks, near_lost's track, and lost track 6 (computed det4 overlaps it; nothing computed
+    # overlaps lost track 8, whose looks wait)
+    assert sorted(p.flush) == [2, 3, 5, 6]
     assert plan_lazy(dets, [], 1, SchedulerConfig(lazy=True)).reasons == ["bootstrap"] * 6
 
 
@@ -248,8 +250,8 @@ def test_lazy_scheduler_clears_a_near_lost_pair_after_a_far_look():
     clock = FakeClock()
     s = EmbeddingScheduler(SchedulerConfig(lazy=True), FakeCropEmbedder(clock), clock)
     dets = np.array([box(1200)], np.float32)  # FakeEmbedder: x1 1200 -> one-hot index 4
-    far = view(6, 1230, last=5, lost=True, seen=95)  # memory: one-hot index 1
-    near = TrackView(6, far.xyxy, np.eye(D, dtype=np.float32)[4], 5, True, 95, 5)
+    far = view(6, 1230, last=5, lost=True, seen=97)  # memory: one-hot index 1
+    near = TrackView(6, far.xyxy, np.eye(D, dtype=np.float32)[4], 5, True, 97, 5)
     for tracks, computed_next in (([view(5, 1202, last=90), far], False), ([view(5, 1202, last=90), near], True)):
         s.cleared.clear()
         assert s.run(s.plan(100, dets, tracks), IMG, dets).computed.tolist() == [True]
@@ -271,7 +273,7 @@ def test_lazy_needs_a_backend_that_embeds_crops():
     EmbeddingScheduler(SchedulerConfig(lazy=True, embed_all=True), FakeEmbedder(clock), clock)  # embed_all wins
 
 
-def test_lazy_buffers_clean_looks_and_embeds_them_when_the_track_is_lost():
+def test_lazy_buffers_clean_looks_and_embeds_them_when_the_lost_track_may_be_back():
     clock = FakeClock()
     emb = FakeCropEmbedder(clock)
     s = EmbeddingScheduler(SchedulerConfig(lazy=True, lazy_samples=3, lazy_spacing=3, lazy_window=15), emb, clock)
@@ -286,12 +288,15 @@ def test_lazy_buffers_clean_looks_and_embeds_them_when_the_track_is_lost():
     computed = s.computed_total
     dets = np.array([box(600), box(620)], np.float32)
     tracks = [view(1, 300, last=1, lost=True, seen=20), view(2, 600, last=1), view(3, 650, last=1)]
-    e = s.run(s.plan(21, dets, tracks), IMG, dets)
+    e = s.run(s.plan(21, dets, tracks), IMG, dets)  # track 1 lost; no computed box where it may be
+    assert e.memory == {} and s.computed_total == computed + 2 and 1 in s.buffer.looks
+    dets = np.array([box(305), box(600), box(620)], np.float32)  # a box at its predicted place
+    e = s.run(s.plan(22, dets, tracks), IMG, dets)
     frames, vectors = e.memory[1]
     assert frames.tolist() == [14, 17, 20]  # newest first, 3 frames apart
     np.testing.assert_array_equal(vectors, emb.embed(None, np.array([box(100 + 10 * f) for f in (14, 17, 20)],
                                                                      np.float32)))
-    assert s.computed_total == computed + 2 + 3  # the two contested detections, then three looks
+    assert s.computed_total == computed + 2 + 3 + 3  # two contested detections twice, the new box, three looks
     assert s.reasons_total["memory"] == 3 and 1 not in s.buffer.looks
 
 

@@ -82,7 +82,7 @@ def track_parser() -> argparse.ArgumentParser:
     g.add_argument("--embed-all", action="store_true", help="no scheduling: embed every detection every frame")
     g.add_argument("--embed-lazy", action="store_true",
                    help="lazy memory: embed only new, contested and near-lost boxes, and a track's buffered clean "
-                        "looks when its memory is read (about a third of the default's embeddings; no refresh, "
+                        "looks when its memory is read (about a quarter of the default's embeddings; no refresh, "
                         "so --embed-refresh, --embed-iou-gate and --embed-budget-ms do not apply)")
     g = p.add_argument_group("tracker")
     g.add_argument("--tracker-config", metavar="YAML", help="tracker thresholds (keys as in configs/default.yaml)")

@@ -115,7 +115,7 @@ class SchedulerConfig:
     ema_alpha: float = 0.3
     lazy: bool = False
     contest_iou: float = 0.4
-    near_lost_frames: int = 10
+    near_lost_frames: int = 5
     near_lost_clear: float = 0.3
     near_lost_clear_frames: int = 10
     young_samples: int = 2

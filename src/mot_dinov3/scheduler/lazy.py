@@ -2,11 +2,11 @@
 
 :func:`plan_lazy` replaces the default rules: new, contested and near-lost boxes and young memories are
 computed, there is no periodic refresh, and a track's memory (EMA and gallery) is fed from its buffered
-clean looks only when it is about to be read: when the track is contested, next to a near-lost box, or
-lost. :class:`LookBuffer` keeps those looks: the crops of clean detections served from cache, the last
-``lazy_window`` frames per track; :func:`pick_looks` chooses which of them to embed (at most
-``lazy_samples``, ``lazy_spacing`` frames apart, newest first). About a third of the default's
-embeddings on DEV; see the README's Benchmarks.
+clean looks only when it is about to be read: when the track is contested or next to a near-lost box,
+or it is lost and a computed box may be it. :class:`LookBuffer` keeps those looks: the crops of clean
+detections served from cache, the last ``lazy_window`` frames per track; :func:`pick_looks` chooses
+which of them to embed (at most ``lazy_samples``, ``lazy_spacing`` frames apart, newest first). About a
+fifth of ``--embed-all``'s embeddings on DEV; see the README's Benchmarks.
 """
 
 from __future__ import annotations
@@ -58,7 +58,9 @@ def plan_lazy(det_xyxy: np.ndarray, tracks: Sequence[TrackLike], frame: int, cfg
     (its track, the lost track) was cleared within ``near_lost_clear_frames``); ``no_cache`` / ``young``
     (its track's memory is empty / holds fewer than ``young_samples`` fresh embeddings); otherwise
     ``reuse``. There is no refresh. ``flush`` lists the tracks whose memory is read now: every track in a
-    contested group, the track a near_lost detection continues, and every lost track.
+    contested group, the track a near_lost detection continues, and every lost track whose predicted
+    box a computed detection overlaps above ``overlap_thr`` IoU (a lost track's last looks are embedded
+    when a box that may be it is computed, not when it is lost).
 
     Args and returns: as :func:`mot_dinov3.scheduler.plan.plan_actions` (``last_seen`` and ``samples``
     of the views are read), plus
@@ -76,7 +78,7 @@ def plan_lazy(det_xyxy: np.ndarray, tracks: Sequence[TrackLike], frame: int, cfg
     track_ids = np.full(n, -1, np.int64)
     cleared = cleared or {}
     near_lost: dict[int, list[int]] = {}
-    flush: list[int] = [t.track_id for t in lost]
+    flush: list[int] = []
     if active:
         dt = iou_matrix(det_xyxy, np.array([t.xyxy for t in active]))
         best = dt.argmax(axis=1)
@@ -106,6 +108,10 @@ def plan_lazy(det_xyxy: np.ndarray, tracks: Sequence[TrackLike], frame: int, cfg
             else:
                 action[i], reasons[i] = REUSE, "reuse"
     plan = finish_plan(frame, action, reasons, track_ids, active, candidates, flush)
+    computed = plan.action == CRITICAL
+    if lost and computed.any():  # a lost track's memory is read when a box that may be it is computed
+        back = iou_matrix(det_xyxy[computed], np.array([t.xyxy for t in lost])) > cfg.overlap_thr
+        plan.flush += [t.track_id for t, b in zip(lost, back.any(axis=0)) if b]
     plan.near_lost = {i: ids for i, ids in near_lost.items() if plan.action[i] == CRITICAL}
     return plan
 
