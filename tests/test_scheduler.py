@@ -6,7 +6,7 @@ import pytest
 from mot_dinov3.config import SchedulerConfig
 from mot_dinov3.errors import UserError
 from mot_dinov3.features.base import CropEmbedder
-from mot_dinov3.scheduler import (CRITICAL, REFRESH, REUSE, SKIP, EmbeddingScheduler, contest_groups,
+from mot_dinov3.scheduler import (CRITICAL, REUSE, SKIP, EmbeddingScheduler, contest_groups,
                                   near_lost_verdicts, pick_looks, plan_actions, plan_lazy)
 from mot_dinov3.tracker import TrackView
 

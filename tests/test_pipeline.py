@@ -1,0 +1,40 @@
+"""The frame loop with real YOLO boxes and OSNet: embeddings the tracker cannot read are not computed."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import common  # noqa: E402  (benchmarks/common.py: cached detections, replay)
+
+from mot_dinov3 import pipeline  # noqa: E402
+from mot_dinov3.config import DetectorConfig, EmbedderConfig, OutputConfig, RunConfig, SchedulerConfig  # noqa: E402
+from mot_dinov3.features.factory import create_embedder  # noqa: E402
+from mot_dinov3.io import read_mot_txt  # noqa: E402
+from mot_dinov3.tracker import Tracker  # noqa: E402
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lazy", [False, True])
+def test_skipping_unread_embeddings_changes_no_track(tmp_path, monkeypatch, yolov8n, osnet_onnx, tud_campus, lazy):
+    monkeypatch.setattr(common, "CACHE_DIR", tmp_path / "cache")
+    det = DetectorConfig(model=str(yolov8n), conf=0.1, imgsz=960, classes=[0])
+    dets = common.load_or_detect(tud_campus, det)
+    embedder = create_embedder(EmbedderConfig(name="onnx", model=str(osnet_onnx)))
+
+    def run(name):
+        txt = tmp_path / name / "TUD-Campus.txt"
+        cfg = RunConfig(source=str(tud_campus), detector=det, scheduler=SchedulerConfig(lazy=lazy),
+                        embedder=EmbedderConfig(), output=OutputConfig(video=None, mot_txt=str(txt), progress=False))
+        summary = pipeline.run(cfg, embedder=embedder, detector=common.ReplayDetector(dets))
+        return summary, read_mot_txt(txt)
+
+    shipped, tracks = run("shipped")
+    with monkeypatch.context() as m:  # every high-score box wanted, as before reads_embedding
+        m.setattr(Tracker, "reads_embedding", lambda self, xyxy, conf, w: conf >= self.cfg.track_high_thresh)
+        every, tracks_every = run("every")
+    np.testing.assert_array_equal(tracks, tracks_every)
+    assert shipped.embeddings_computed < every.embeddings_computed
+    assert shipped.embed_decisions["skip"] > every.embed_decisions["skip"]
