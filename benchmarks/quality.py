@@ -10,7 +10,7 @@ Ultralytics trackers, all on the same cached detections.
 Detections are computed once per (weights, imgsz, conf, classes) and cached under
 ``benchmarks/cache/``. Configurations (our tracker, ``configs/default.yaml`` unless
 ``--tracker-config``): no ReID; ``yolo`` neck features; OSNet ONNX ``--embed-all``; OSNet scheduled
-with budgets 0 (unlimited), 20, 10 and 5 ms; the ``dino`` backend on a random-init model built from
+with budgets 0 (unlimited), 20, 10 and 5 ms; OSNet ``--embed-lazy``; the ``dino`` backend on a random-init model built from
 ``--dino-config`` (its identity scores mean nothing; it is there for its cost). Peers: Ultralytics
 ``bytetrack``, ``botsort`` (native detector-feature ReID), ``ocsort`` and ``tracktrack`` with their
 default YAML. TrackEval gives HOTA / MOTA / IDF1 / IDSW over all sequences (DEV), per sequence and
@@ -26,10 +26,7 @@ import io
 import os
 import sys
 import tempfile
-from dataclasses import replace
 from pathlib import Path
-
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import (RESULTS_DIR, ReplayDetector, load_or_detect, machine_info,  # noqa: E402
@@ -55,6 +52,7 @@ def our_configs(reid: str, dino_config: str | None):
     for budget in (0, 20, 10, 5):
         label = "unlimited" if budget == 0 else f"{budget} ms"
         rows.append((f"ours, OSNet scheduled ({label})", osnet, SchedulerConfig(budget_ms=float(budget))))
+    rows.append(("ours, OSNet --embed-lazy", osnet, SchedulerConfig(lazy=True)))
     if dino_config:
         rows.append(("ours, dino random-init ViT-S/14 (cost only)", lambda: random_init_dino(dino_config),
                      SchedulerConfig()))
