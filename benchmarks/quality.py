@@ -10,12 +10,12 @@ Ultralytics trackers, all on the same cached detections.
 Detections are computed once per (weights, imgsz, conf, classes) and cached under
 ``benchmarks/cache/``. Configurations (our tracker, ``configs/default.yaml`` unless
 ``--tracker-config``): no ReID; ``yolo`` neck features; OSNet ONNX ``--embed-all``; OSNet scheduled
-with budgets 0 (unlimited), 20, 10 and 5 ms; OSNet ``--embed-lazy``; the ``dino`` backend on a random-init model built from
-``--dino-config`` (its identity scores mean nothing; it is there for its cost). Peers: Ultralytics
-``bytetrack``, ``botsort`` (native detector-feature ReID), ``ocsort`` and ``tracktrack`` with their
-default YAML. TrackEval gives HOTA / MOTA / IDF1 / IDSW over all sequences (DEV), per sequence and
-per benchmark folder (e.g. both TUD sequences). Prints a markdown table and writes JSON
-(default ``benchmarks/results/quality.json``).
+with budgets 0 (unlimited), 20, 10 and 5 ms; OSNet ``--embed-lazy``; the ``dino`` backend on a
+random-init model built from ``--dino-config`` (its identity scores mean nothing; it is there for its
+cost). Peers: Ultralytics ``bytetrack``, ``botsort`` (native detector-feature ReID), ``ocsort`` and
+``tracktrack`` with their default YAML. TrackEval gives HOTA / MOTA / IDF1 / IDSW over all sequences
+(DEV), per sequence and per benchmark folder (e.g. both TUD sequences). Prints a markdown table and
+writes JSON (default ``benchmarks/results/quality.json``).
 """
 
 from __future__ import annotations
