@@ -79,13 +79,13 @@ def plan_lazy(det_xyxy: np.ndarray, tracks: Sequence[TrackLike], frame: int, cfg
     cleared = cleared or {}
     near_lost: dict[int, list[int]] = {}
     flush: list[int] = []
+    on_lost = iou_matrix(det_xyxy, np.array([t.xyxy for t in lost]).reshape(-1, 4)) > cfg.overlap_thr
+    recent = np.array([frame - t.last_seen <= cfg.near_lost_frames for t in lost], bool)
     if active:
         dt = iou_matrix(det_xyxy, np.array([t.xyxy for t in active]))
         best = dt.argmax(axis=1)
         best_iou = dt[np.arange(n), best]
         contested, contested_tracks = contest_groups(dt * candidates[:, None], cfg.contest_iou)
-        recent = [t for t in lost if frame - t.last_seen <= cfg.near_lost_frames]
-        near = iou_matrix(det_xyxy, np.array([t.xyxy for t in recent]).reshape(-1, 4)) > cfg.overlap_thr
         flush += [t.track_id for t, c in zip(active, contested_tracks) if c]
         for i in range(n):
             t = active[best[i]]
@@ -93,7 +93,7 @@ def plan_lazy(det_xyxy: np.ndarray, tracks: Sequence[TrackLike], frame: int, cfg
                 reasons[i] = "weak_iou"
                 continue
             track_ids[i] = t.track_id
-            lost_near = [recent[j].track_id for j in np.flatnonzero(near[i])]
+            lost_near = [lost[j].track_id for j in np.flatnonzero(on_lost[i] & recent)]
             if contested[i]:
                 reasons[i] = "contested"
             elif lost_near and not all(frame - cleared.get((t.track_id, lid), -np.inf) < cfg.near_lost_clear_frames
@@ -108,10 +108,9 @@ def plan_lazy(det_xyxy: np.ndarray, tracks: Sequence[TrackLike], frame: int, cfg
             else:
                 action[i], reasons[i] = REUSE, "reuse"
     plan = finish_plan(frame, action, reasons, track_ids, active, candidates, flush)
-    computed = plan.action == CRITICAL
-    if lost and computed.any():  # a lost track's memory is read when a box that may be it is computed
-        back = iou_matrix(det_xyxy[computed], np.array([t.xyxy for t in lost])) > cfg.overlap_thr
-        plan.flush += [t.track_id for t, b in zip(lost, back.any(axis=0)) if b]
+    # a lost track's memory is read when a box that may be it (overlapping its predicted box) is computed
+    back = on_lost[plan.action == CRITICAL].any(axis=0)
+    plan.flush += [t.track_id for t, b in zip(lost, back) if b]
     plan.near_lost = {i: ids for i, ids in near_lost.items() if plan.action[i] == CRITICAL}
     return plan
 
