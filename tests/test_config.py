@@ -21,15 +21,33 @@ def test_tracker_yaml_rejects_unknown_keys(tmp_path):
 
 def test_flags_become_configs():
     a = track_parser().parse_args(["--source", "v.mp4", "--embedder", "onnx", "--embed-model", "m.onnx",
-                                   "--classes", "0, 2", "--cpu", "--no-crop-square", "--embed-budget-ms", "20",
-                                   "--no-hungarian", "--output", ""])
+                                   "--classes", "0, 2", "--cpu", "--no-crop-square", "--no-embed-lazy",
+                                   "--embed-budget-ms", "20", "--no-hungarian", "--output", ""])
     cfg = build_run_config(a)
     assert cfg.detector.classes == [0, 2] and cfg.detector.device == "cpu" and cfg.embedder.device == "cpu"
     assert cfg.embedder.model == "m.onnx" and cfg.embedder.crop_square is False
-    assert cfg.scheduler.budget_ms == 20 and cfg.tracker.use_hungarian is False and cfg.output.video is None
+    assert cfg.scheduler.budget_ms == 20 and cfg.scheduler.lazy is False and cfg.scheduler.refresh_every == 2
+    assert cfg.tracker.use_hungarian is False and cfg.output.video is None
     d = build_run_config(track_parser().parse_args(["--source", "v.mp4"]))
     assert d.embedder.name == "dino" and d.embedder.model == "facebook/dinov3-vitb16-pretrain-lvd1689m"
-    assert d.detector.conf == 0.1 and d.detector.imgsz == 960 and d.scheduler.refresh_every == 2
+    assert d.detector.conf == 0.1 and d.detector.imgsz == 960
+    assert d.scheduler.lazy is None and d.scheduler.budget_ms == 0  # lazy memory where the backend allows
+
+
+@pytest.mark.parametrize("flags, ok", [
+    (["--embed-refresh", "5"], False),  # dino: lazy memory by default, which has no refresh
+    (["--embed-budget-ms", "20", "--embed-lazy"], False),
+    (["--embed-iou-gate", "0.5", "--no-embed-lazy"], True),
+    (["--embed-budget-ms", "20", "--embedder", "yolo"], True),  # yolo cannot buffer crops: refresh rules
+    (["--embed-refresh", "5", "--embed-all"], True),  # ignored by --embed-all, as before
+])
+def test_refresh_flags_need_the_refresh_rules(flags, ok):
+    a = track_parser().parse_args(["--source", "v.mp4", *flags])
+    if ok:
+        build_run_config(a)
+    else:
+        with pytest.raises(UserError, match="lazy memory .* add --no-embed-lazy"):
+            build_run_config(a)
 
 
 def test_default_conf_follows_the_tracker_low_threshold(tmp_path):

@@ -30,7 +30,18 @@ def test_stage_times_add_up_per_frame_and_feed_the_summary(monkeypatch):
     assert s.stage_mean_ms["detect"] == pytest.approx(250.0) and s.stage_mean_ms["embed"] == pytest.approx(20.0)
     assert s.stage_percent["embed"] == pytest.approx(100 * 80 / 1080)
     assert s.embeddings_per_frame == 1.5 and s.embed_decisions == {"crowded": 6}
-    assert "computed 6 (1.50/frame), reused 2" in s.text()
+    assert "Embeddings: computed 6 (1.50/frame), reused 2" in s.text().splitlines()  # no settings: no mode
+
+
+@pytest.mark.parametrize("embedder, sched, mode", [
+    ("onnx", {"lazy": True, "embed_all": False}, " (lazy memory)"),
+    ("onnx", {"lazy": False, "embed_all": False}, " (refresh rules)"),
+    ("yolo", {"lazy": False, "embed_all": True}, " (embed-all)"),
+    ("none", {"lazy": False, "embed_all": False}, ""),
+])
+def test_summary_names_the_scheduler_rules_that_ran(embedder, sched, mode):
+    s = summarize(StageTimer(), computed=0, reused=0, tracks=0, settings={"embedder": embedder, "scheduler": sched})
+    assert f"Embeddings: computed 0 (0.00/frame), reused 0{mode}" in s.text().splitlines()
 
 
 def test_an_empty_run_summarises_to_zeros():

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from mot_dinov3.config import SchedulerConfig
+from mot_dinov3.config import EmbedderConfig, SchedulerConfig
 from mot_dinov3.errors import UserError
 from mot_dinov3.features.base import CropEmbedder
 from mot_dinov3.scheduler import (CRITICAL, REUSE, SKIP, EmbeddingScheduler, contest_groups,
@@ -270,7 +270,18 @@ def test_lazy_needs_a_backend_that_embeds_crops():
     assert not isinstance(FakeEmbedder(clock), CropEmbedder) and isinstance(FakeCropEmbedder(clock), CropEmbedder)
     with pytest.raises(UserError, match="--embed-lazy"):
         EmbeddingScheduler(SchedulerConfig(lazy=True), FakeEmbedder(clock), clock)
-    EmbeddingScheduler(SchedulerConfig(lazy=True, embed_all=True), FakeEmbedder(clock), clock)  # embed_all wins
+    assert not EmbeddingScheduler(SchedulerConfig(lazy=True, embed_all=True), FakeEmbedder(clock), clock).lazy
+    # the default (None): lazy memory where the backend can buffer crops, the refresh rules elsewhere
+    assert EmbeddingScheduler(SchedulerConfig(), FakeCropEmbedder(clock), clock).lazy
+    assert not EmbeddingScheduler(SchedulerConfig(), FakeEmbedder(clock), clock).lazy
+    assert not EmbeddingScheduler(SchedulerConfig(lazy=False), FakeCropEmbedder(clock), clock).lazy
+
+
+def test_crop_backends_name_the_backends_that_buffer_crops(osnet_onnx):
+    from mot_dinov3.features.factory import BACKENDS, CROP_BACKENDS, create_embedder
+
+    assert CROP_BACKENDS < set(BACKENDS) and "yolo" not in CROP_BACKENDS
+    assert isinstance(create_embedder(EmbedderConfig(name="onnx", model=str(osnet_onnx))), CropEmbedder)
 
 
 def test_lazy_buffers_clean_looks_and_embeds_them_when_the_lost_track_may_be_back():

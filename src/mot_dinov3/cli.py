@@ -73,17 +73,22 @@ def track_parser() -> argparse.ArgumentParser:
     g.add_argument("--crop-square", action=argparse.BooleanOptionalAction, default=True,
                    help="expand crops to the model input's aspect ratio (square for ViTs) instead of stretching")
     g = p.add_argument_group("embedding scheduler")
-    g.add_argument("--embed-refresh", type=int, default=SchedulerConfig.refresh_every,
-                   help="refresh a stable track's embedding every N frames")
-    g.add_argument("--embed-iou-gate", type=float, default=0.6, help="IoU with a track >= gate: eligible for reuse")
-    g.add_argument("--embed-overlap-thr", type=float, default=0.2,
+    unset = argparse.SUPPRESS  # absent from the namespace unless given: build_run_config tells the rules apart
+    g.add_argument("--embed-lazy", action=argparse.BooleanOptionalAction, default=unset,
+                   help="lazy memory, the default with dino, clip and onnx: embed only new, contested and "
+                        "near-lost boxes, and a track's buffered clean looks when its memory is read (about a "
+                        "fifth of --embed-all's embeddings). --no-embed-lazy selects the refresh rules below")
+    g.add_argument("--embed-refresh", type=int, default=unset,
+                   help=f"refresh rules: refresh a stable track's embedding every N frames "
+                        f"(default {SchedulerConfig.refresh_every})")
+    g.add_argument("--embed-iou-gate", type=float, default=unset,
+                   help=f"refresh rules: IoU with a track >= gate: eligible for reuse "
+                        f"(default {SchedulerConfig.iou_gate})")
+    g.add_argument("--embed-budget-ms", type=float, default=unset,
+                   help="refresh rules: per-frame ms for refresh work (default 0 = unlimited)")
+    g.add_argument("--embed-overlap-thr", type=float, default=SchedulerConfig.overlap_thr,
                    help="IoU with another detection, a second track or a lost track above this: critical")
-    g.add_argument("--embed-budget-ms", type=float, default=0.0, help="per-frame ms for refresh work (0 = unlimited)")
     g.add_argument("--embed-all", action="store_true", help="no scheduling: embed every detection every frame")
-    g.add_argument("--embed-lazy", action="store_true",
-                   help="lazy memory: embed only new, contested and near-lost boxes, and a track's buffered clean "
-                        "looks when its memory is read (about a quarter of the default's embeddings; no refresh, "
-                        "so --embed-refresh, --embed-iou-gate and --embed-budget-ms do not apply)")
     g = p.add_argument_group("tracker")
     g.add_argument("--tracker-config", metavar="YAML", help="tracker thresholds (keys as in configs/default.yaml)")
     g.add_argument("--no-hungarian", action="store_true", help="greedy assignment instead of Hungarian")
@@ -109,14 +114,23 @@ def eval_parser() -> argparse.ArgumentParser:
 
 def build_run_config(a: argparse.Namespace) -> RunConfig:
     """Turn parsed ``track`` flags into a :class:`RunConfig` (validating cheap things first)."""
-    from mot_dinov3.features.factory import check_name
+    from mot_dinov3.features.factory import CROP_BACKENDS, check_name
 
     check_name(a.embedder)
+    lazy = getattr(a, "embed_lazy", None)
+    refresh_flags = {"--embed-refresh": ("refresh_every", getattr(a, "embed_refresh", None)),
+                     "--embed-iou-gate": ("iou_gate", getattr(a, "embed_iou_gate", None)),
+                     "--embed-budget-ms": ("budget_ms", getattr(a, "embed_budget_ms", None))}
+    refresh = {key: value for key, value in refresh_flags.values() if value is not None}
     device = "cpu" if a.cpu else a.device
-    if a.embed_refresh < 1:
-        raise UserError(f"--embed-refresh {a.embed_refresh}: must be >= 1 frame")
-    if a.embed_lazy and a.embed_all:
+    if refresh.get("refresh_every", 1) < 1:
+        raise UserError(f"--embed-refresh {refresh['refresh_every']}: must be >= 1 frame")
+    if lazy and a.embed_all:
         raise UserError("--embed-lazy with --embed-all: choose one (--embed-all computes every embedding)")
+    given = [flag for flag, (_, value) in refresh_flags.items() if value is not None]
+    if given and not a.embed_all and (lazy or (lazy is None and a.embedder in CROP_BACKENDS)):
+        raise UserError(f"{given[0]} sets the refresh rules, but lazy memory (no refresh) is on: add "
+                        f"--no-embed-lazy to use them")
     tracker = TrackerConfig.from_yaml(a.tracker_config) if a.tracker_config else TrackerConfig()
     if a.no_hungarian:
         tracker.use_hungarian = False
@@ -128,9 +142,7 @@ def build_run_config(a: argparse.Namespace) -> RunConfig:
         embedder=EmbedderConfig(name=a.embedder, model=a.embed_model or (a.dinov3 if a.embedder == "dino" else None),
                                 fallback_open=a.fallback_open, pooling=a.pool, crop_pad=a.crop_pad,
                                 crop_square=a.crop_square, device=device),
-        scheduler=SchedulerConfig(refresh_every=a.embed_refresh, iou_gate=a.embed_iou_gate,
-                                  overlap_thr=a.embed_overlap_thr, budget_ms=a.embed_budget_ms,
-                                  embed_all=a.embed_all, lazy=a.embed_lazy),
+        scheduler=SchedulerConfig(overlap_thr=a.embed_overlap_thr, embed_all=a.embed_all, lazy=lazy, **refresh),
         tracker=tracker,
         output=OutputConfig(video=a.output or None, mot_txt=a.save_mot, json=a.save_json, fps=a.fps,
                             draw_lost=a.draw_lost, line_thickness=a.line_thickness, font_scale=a.font_scale,

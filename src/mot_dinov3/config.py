@@ -73,11 +73,10 @@ class SchedulerConfig:
     """Embedding scheduler settings (see :mod:`mot_dinov3.scheduler`).
 
     Attributes:
-        refresh_every: a stable track's embedding is due for refresh when it is this many frames old.
-            The default 2 is the setting that lost no identity quality against ``embed_all`` over
-            seven detector settings on DEV (``benchmarks/scheduler.py``); 10 computes fewer embeddings
-            (53% instead of 73% of ``embed_all``) and scores 0.05 HOTA lower on the mean, but 0.8 lower
-            with yolov8n at 960.
+        refresh_every: refresh rules: a stable track's embedding is due for refresh when it is this many
+            frames old. 2 is the refresh setting that lost no identity quality against ``embed_all`` over
+            seven detector settings on DEV (``benchmarks/scheduler.py``), at 72% of its embeddings; 10
+            computes 51% and scores 0.05 HOTA lower on the mean, but 0.8 lower with yolov8n at 960.
         iou_gate: a detection whose best IoU with the active tracks' predicted boxes is below this
             is critical (weak continuity).
         overlap_thr: a detection whose IoU with another detection, with a second track's predicted box or
@@ -85,9 +84,14 @@ class SchedulerConfig:
         budget_ms: per-frame milliseconds for refresh work; 0 means unlimited. Critical work ignores it.
         embed_all: compute every detection's embedding every frame (the baseline, scheduling off).
         ema_alpha: weight of the newest measurement in the ms-per-crop moving average.
-        lazy: lazy memory (``--embed-lazy``): no periodic refresh; a track's clean looks are kept as crops
-            and embedded only when its memory is about to be read (see :func:`mot_dinov3.scheduler.lazy.plan_lazy`).
-            ``refresh_every``, ``iou_gate`` and ``budget_ms`` do not apply.
+        lazy: lazy memory (``--embed-lazy``, the default rules): no periodic refresh; a track's clean looks
+            are kept as crops and embedded only when its memory is about to be read (see
+            :func:`mot_dinov3.scheduler.lazy.plan_lazy`); ``refresh_every``, ``iou_gate`` and ``budget_ms``
+            do not apply. ``False`` selects the refresh rules (``--no-embed-lazy``,
+            :func:`mot_dinov3.scheduler.plan.plan_actions`). ``None`` (default): lazy memory when the
+            backend can embed buffered crops (dino, clip, onnx), the refresh rules otherwise (yolo). Lazy
+            memory is the default because it computes a fifth of ``embed_all``'s embeddings at no measured
+            identity cost over seven detector settings (``benchmarks/scheduler.py``).
         contest_iou: lazy: track-detection pairs above this IoU are candidates; a detection whose group of
             candidates holds a second detection or track is critical (contested), one with no candidate
             is critical (weak continuity). 0.4 is where appearance enters the fused cost
@@ -113,7 +117,7 @@ class SchedulerConfig:
     budget_ms: float = 0.0
     embed_all: bool = False
     ema_alpha: float = 0.3
-    lazy: bool = False
+    lazy: bool | None = None
     contest_iou: float = 0.4
     near_lost_frames: int = 5
     near_lost_clear: float = 0.3

@@ -5,10 +5,10 @@ so the ``read`` stage is the time the loop waited for a decoded frame.
 
 This is the one place that sees every stage. Per frame: the tracker predicts its tracks' boxes;
 the scheduler plans which detections need a fresh embedding against those predictions and runs the
-embedder within its budget (with ``--embed-lazy`` it also embeds buffered looks of the tracks whose
-memory is read this frame, which the tracker absorbs first); the tracker consumes the embeddings
-(fresh ones update its EMA); viz
-marks freshly embedded tracks with ``*``. Outputs are closed in a ``finally`` block, so Ctrl-C,
+embedder (with lazy memory, the default, it also embeds buffered looks of the tracks whose memory is
+read this frame, which the tracker absorbs first; with the refresh rules, refreshes within its
+budget); the tracker consumes the embeddings (fresh ones update its EMA); viz marks freshly embedded
+tracks with ``*``. Outputs are closed in a ``finally`` block, so Ctrl-C,
 SIGTERM or an error still leaves a playable video and every finished frame in the MOT txt.
 """
 
@@ -139,7 +139,8 @@ def run(cfg: RunConfig, embedder: Embedder | None = None, detector: Detector | N
 
     outputs = {k: v for k, v in (("video", out.video), ("mot_txt", out.mot_txt), ("json", out.json)) if v}
     settings = {"source": cfg.source, "embedder": embedder.name if embedder else "none", "detector": asdict(cfg.detector),
-                "scheduler": asdict(sched_cfg), "tracker": asdict(cfg.tracker), "fps": source.fps}
+                "scheduler": {**asdict(sched_cfg), "lazy": scheduler.lazy if scheduler else False},  # None resolved
+                "tracker": asdict(cfg.tracker), "fps": source.fps}
     counts = (scheduler.computed_total, scheduler.reused_total) if scheduler else (0, 0)
     summary = summarize(timer, *counts, len(ids), interrupted, outputs, settings,
                         scheduler.reasons_total if scheduler else None)

@@ -69,6 +69,15 @@ class RunSummary:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def _scheduler_mode(self) -> str:
+        """`` (lazy memory)``, `` (refresh rules)`` or `` (embed-all)`` from the run's settings; ``""`` if unknown."""
+        sched = self.settings.get("scheduler")
+        if not isinstance(sched, dict) or self.settings.get("embedder") == "none":
+            return ""
+        if sched.get("embed_all"):
+            return " (embed-all)"
+        return " (lazy memory)" if sched.get("lazy") else " (refresh rules)"
+
     def text(self) -> str:
         lines = [
             f"Frames: {self.frames}{' (interrupted)' if self.interrupted else ''}   tracks: {self.tracks}",
@@ -78,7 +87,7 @@ class RunSummary:
             "Stages (mean ms, %): " + " | ".join(
                 f"{s} {self.stage_mean_ms[s]:.1f} ({self.stage_percent[s]:.0f}%)" for s in self.stage_mean_ms),
             f"Embeddings: computed {self.embeddings_computed} ({self.embeddings_per_frame:.2f}/frame), "
-            f"reused {self.embeddings_reused}",
+            f"reused {self.embeddings_reused}{self._scheduler_mode()}",
         ]
         lines += [f"{k}: {v}" for k, v in self.outputs.items()]
         return "\n".join(lines)

@@ -35,6 +35,8 @@ def _yolo(cfg: EmbedderConfig) -> Embedder:
 
 BACKENDS: dict[str, Callable[[EmbedderConfig], Embedder]] = {"dino": _dino, "clip": _clip, "onnx": _onnx,
                                                               "yolo": _yolo}
+# backends whose embedders are CropEmbedders (embed buffered crops later): lazy memory is their default
+CROP_BACKENDS = frozenset({"dino", "clip", "onnx"})
 NO_REID = "none"  # ``--embedder none``: motion-only tracking, no appearance at all
 
 

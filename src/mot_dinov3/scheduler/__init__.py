@@ -2,10 +2,11 @@
 
 Where an embedding is decided, computed and consumed:
 
-* :mod:`~mot_dinov3.scheduler.plan`: the default rules (:func:`plan_actions`), from boxes alone, and
-  the :class:`EmbedPlan` they produce (critical / refresh / reuse / skip per detection);
-* :mod:`~mot_dinov3.scheduler.lazy`: the ``--embed-lazy`` rules (:func:`plan_lazy`) and the buffer of
-  clean looks they embed later (:class:`LookBuffer`);
+* :mod:`~mot_dinov3.scheduler.lazy`: lazy memory, the default rules (:func:`plan_lazy`), and the buffer
+  of clean looks they embed later (:class:`LookBuffer`);
+* :mod:`~mot_dinov3.scheduler.plan`: the refresh rules (:func:`plan_actions`, ``--no-embed-lazy``, and
+  the default for backends that cannot buffer crops), from boxes alone, and the :class:`EmbedPlan` both
+  rule sets produce (critical / refresh / reuse / skip per detection);
 * :mod:`~mot_dinov3.scheduler.runner`: :class:`EmbeddingScheduler` plans each frame with one rule set
   and carries the plan out: critical crops in one batch, refreshes within ``budget_ms``, the backlog,
   buffered looks. It returns :class:`Embeddings`, which :meth:`mot_dinov3.tracker.Tracker.update`

@@ -1,12 +1,13 @@
-"""Lazy memory (``--embed-lazy``): compute only what the association reads this frame.
+"""Lazy memory (the default, ``--embed-lazy``): compute only what the association reads this frame.
 
-:func:`plan_lazy` replaces the default rules: new, contested and near-lost boxes and young memories are
-computed, there is no periodic refresh, and a track's memory (EMA and gallery) is fed from its buffered
-clean looks only when it is about to be read: when the track is contested or next to a near-lost box,
-or it is lost and a computed box may be it. :class:`LookBuffer` keeps those looks: the crops of clean
-detections served from cache, the last ``lazy_window`` frames per track; :func:`pick_looks` chooses
-which of them to embed (at most ``lazy_samples``, ``lazy_spacing`` frames apart, newest first). About a
-fifth of ``--embed-all``'s embeddings on DEV; see the README's Benchmarks.
+:func:`plan_lazy` replaces the refresh rules of :mod:`~mot_dinov3.scheduler.plan`: new, contested and
+near-lost boxes and young memories are computed, there is no periodic refresh, and a track's memory (EMA
+and gallery) is fed from its buffered clean looks only when it is about to be read: when the track is
+contested or next to a near-lost box, or it is lost and a computed box may be it. :class:`LookBuffer`
+keeps those looks: the crops of clean detections served from cache, the last ``lazy_window`` frames per
+track; :func:`pick_looks` chooses which of them to embed (at most ``lazy_samples``, ``lazy_spacing``
+frames apart, newest first). About a fifth of ``--embed-all``'s embeddings on DEV; see the README's
+Benchmarks.
 """
 
 from __future__ import annotations

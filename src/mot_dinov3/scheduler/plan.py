@@ -1,4 +1,4 @@
-"""The scheduler's default rules: per detection, compute now (critical), refresh, or reuse.
+"""The scheduler's refresh rules (``--no-embed-lazy``): per detection, compute now (critical), refresh, or reuse.
 
 :func:`plan_actions` decides, from boxes alone, what each detection needs:
 

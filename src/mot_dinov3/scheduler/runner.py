@@ -68,18 +68,20 @@ class EmbeddingScheduler:
         reasons_total: detections per plan reason; ``memory`` counts looks embedded.
 
     Raises:
-        UserError: ``cfg.lazy`` with a backend that cannot embed crops later (not a
-            :class:`~mot_dinov3.features.base.CropEmbedder`).
+        UserError: ``cfg.lazy`` True with a backend that cannot embed crops later (not a
+            :class:`~mot_dinov3.features.base.CropEmbedder`); with ``None`` such a backend gets the
+            refresh rules.
     """
 
     def __init__(self, cfg: SchedulerConfig, embedder: Embedder, clock: Callable[[], float] = time.perf_counter):
         self.cfg = cfg
         self.embedder = embedder
         self.clock = clock
-        self.lazy = cfg.lazy and not cfg.embed_all
-        if self.lazy and not isinstance(embedder, CropEmbedder):
+        can_buffer = isinstance(embedder, CropEmbedder)
+        if cfg.lazy and not cfg.embed_all and not can_buffer:
             raise UserError(f"--embed-lazy: the {embedder.name} backend cannot embed buffered crops; "
                             "use --embedder dino, clip or onnx, or drop --embed-lazy")
+        self.lazy = (can_buffer if cfg.lazy is None else cfg.lazy) and not cfg.embed_all
         self.ms_per_crop: float | None = None
         self.backlog: dict[int, int] = {}
         self.buffer = LookBuffer(cfg.lazy_window, cfg.look_overlap_thr)
