@@ -9,13 +9,14 @@ Ultralytics trackers, all on the same cached detections.
 
 Detections are computed once per (weights, imgsz, conf, classes) and cached under
 ``benchmarks/cache/``. Configurations (our tracker, ``configs/default.yaml`` unless
-``--tracker-config``): no ReID; ``yolo`` neck features; OSNet ONNX ``--embed-all``; OSNet scheduled
-with budgets 0 (unlimited), 20, 10 and 5 ms; OSNet ``--embed-lazy``; the ``dino`` backend on a
-random-init model built from ``--dino-config`` (its identity scores mean nothing; it is there for its
-cost). Peers: Ultralytics ``bytetrack``, ``botsort`` (native detector-feature ReID), ``ocsort`` and
-``tracktrack`` with their default YAML. TrackEval gives HOTA / MOTA / IDF1 / IDSW over all sequences
-(DEV), per sequence and per benchmark folder (e.g. both TUD sequences). Prints a markdown table and
-writes JSON (default ``benchmarks/results/quality.json``).
+``--tracker-config``): no ReID; ``yolo`` neck features; OSNet ONNX ``--embed-all``; OSNet with the
+default scheduler (lazy memory); OSNet with the refresh rules (``--no-embed-lazy``) at budgets 0
+(unlimited), 20, 10 and 5 ms; the ``dino`` backend on a random-init model built from
+``--dino-config`` (its identity scores mean nothing; it is there for its cost). Peers: Ultralytics
+``bytetrack``, ``botsort`` (native detector-feature ReID), ``ocsort`` and ``tracktrack`` with their
+default YAML. TrackEval gives HOTA / MOTA / IDF1 / IDSW over all sequences (DEV), per sequence and
+per benchmark folder (e.g. both TUD sequences). Prints a markdown table and writes JSON (default
+``benchmarks/results/quality.json``).
 """
 
 from __future__ import annotations
@@ -48,11 +49,12 @@ def our_configs(reid: str, dino_config: str | None):
 
     rows = [("ours, no ReID", lambda: None, SchedulerConfig()),
             ("ours, yolo features", lambda: create_embedder(EmbedderConfig(name="yolo")), SchedulerConfig()),
-            ("ours, OSNet embed-all", osnet, SchedulerConfig(embed_all=True))]
+            ("ours, OSNet embed-all", osnet, SchedulerConfig(embed_all=True)),
+            ("ours, OSNet default (lazy memory)", osnet, SchedulerConfig())]
     for budget in (0, 20, 10, 5):
         label = "unlimited" if budget == 0 else f"{budget} ms"
-        rows.append((f"ours, OSNet scheduled ({label})", osnet, SchedulerConfig(budget_ms=float(budget))))
-    rows.append(("ours, OSNet --embed-lazy", osnet, SchedulerConfig(lazy=True)))
+        rows.append((f"ours, OSNet refresh rules ({label})", osnet,
+                     SchedulerConfig(lazy=False, budget_ms=float(budget))))
     if dino_config:
         rows.append(("ours, dino random-init ViT-S/14 (cost only)", lambda: random_init_dino(dino_config),
                      SchedulerConfig()))

@@ -35,13 +35,13 @@ from mot_dinov3.features.factory import create_embedder  # noqa: E402
 
 # (label, changes to the default SchedulerConfig); the first row is the shipped default
 SETTINGS = [
-    ("default", {}),
-    ("refresh_every 5", {"refresh_every": 5}),
-    ("refresh_every 10", {"refresh_every": 10}),
-    ("refresh_every 30", {"refresh_every": 30}),
-    ("refresh_every 10, overlap_thr 0.4", {"refresh_every": 10, "overlap_thr": 0.4}),
-    ("refresh_every 30, overlap_thr 0.6", {"refresh_every": 30, "overlap_thr": 0.6}),
-    ("lazy memory (--embed-lazy)", {"lazy": True}),
+    ("default (lazy memory)", {}),
+    ("refresh rules, refresh_every 2", {"lazy": False}),
+    ("refresh rules, refresh_every 5", {"lazy": False, "refresh_every": 5}),
+    ("refresh rules, refresh_every 10", {"lazy": False, "refresh_every": 10}),
+    ("refresh rules, refresh_every 30", {"lazy": False, "refresh_every": 30}),
+    ("refresh rules, refresh_every 10, overlap_thr 0.4", {"lazy": False, "refresh_every": 10, "overlap_thr": 0.4}),
+    ("refresh rules, refresh_every 30, overlap_thr 0.6", {"lazy": False, "refresh_every": 30, "overlap_thr": 0.6}),
 ]
 
 
