@@ -4,12 +4,12 @@
         --det ../shared/weights/yolov8n_from_int8.pt --reid ../shared/weights/osnet_x0_25_msmt17.onnx \\
         --dino-config ../shared/weights/configs/dinov2-small
 
-Rows, all in one process with one shared detector, over the same first ``--max-frames`` frames:
-detector only (read + detect); ours with OSNet scheduled (defaults: lazy memory); ours with OSNet
+Rows, all in one process with one shared detector, over the same first ``--max-frames`` frames: detector
+only (read + detect); ours with OSNet scheduled (defaults: lazy memory); ours with OSNet
 ``--embed-all``; ours with OSNet's refresh rules (``--no-embed-lazy``); ours with the ``dino`` backend
 on a random-init model from ``--dino-config`` (ViT-S/14: the real cost). No video is written, so the
-rows differ only in embedding and tracking. Each row runs ``--repeats`` times, interleaved, and keeps its median (the
-faster run when there are two), so background load hits every row alike.
+rows differ only in embedding and tracking. Each row runs ``--repeats`` times, interleaved, and keeps
+its median (the faster run when there are two), so background load hits every row alike.
 FPS are reported as ratios to detector-only measured in the same run.
 
 The peer: with ``--boxmot-reid PATH`` (BoxMOT-named PyTorch ReID weights, e.g. a copy or link of the

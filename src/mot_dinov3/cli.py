@@ -121,15 +121,15 @@ def build_run_config(a: argparse.Namespace) -> RunConfig:
     refresh_flags = {"--embed-refresh": ("refresh_every", getattr(a, "embed_refresh", None)),
                      "--embed-iou-gate": ("iou_gate", getattr(a, "embed_iou_gate", None)),
                      "--embed-budget-ms": ("budget_ms", getattr(a, "embed_budget_ms", None))}
-    refresh = {key: value for key, value in refresh_flags.values() if value is not None}
+    given = {flag: kv for flag, kv in refresh_flags.items() if kv[1] is not None}
+    refresh = dict(given.values())  # SchedulerConfig fields the user set
     device = "cpu" if a.cpu else a.device
     if refresh.get("refresh_every", 1) < 1:
         raise UserError(f"--embed-refresh {refresh['refresh_every']}: must be >= 1 frame")
     if lazy and a.embed_all:
         raise UserError("--embed-lazy with --embed-all: choose one (--embed-all computes every embedding)")
-    given = [flag for flag, (_, value) in refresh_flags.items() if value is not None]
     if given and not a.embed_all and (lazy or (lazy is None and a.embedder in CROP_BACKENDS)):
-        raise UserError(f"{given[0]} sets the refresh rules, but lazy memory (no refresh) is on: add "
+        raise UserError(f"{next(iter(given))} sets the refresh rules, but lazy memory (no refresh) is on: add "
                         f"--no-embed-lazy to use them")
     tracker = TrackerConfig.from_yaml(a.tracker_config) if a.tracker_config else TrackerConfig()
     if a.no_hungarian:
