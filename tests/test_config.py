@@ -63,3 +63,10 @@ def test_default_conf_follows_the_tracker_low_threshold(tmp_path):
 def test_bad_classes(text):
     with pytest.raises(UserError, match="--classes"):
         parse_classes(text)
+
+
+def test_help_names_each_default_once():
+    text = " ".join(track_parser().format_help().split())  # unwrap argparse's line breaks
+    assert "(default: None)" not in text and "(default: False)" not in text
+    assert "(default: the source fps)" in text and "the source fps) (default" not in text
+    assert "(default: 960)" in text  # a real default is still shown

@@ -37,12 +37,22 @@ def parse_classes(text: str | None) -> list[int] | None:
     return ids
 
 
+class _DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends ``(default: ...)`` only where it says something: not for unset (``None``) or off
+    (``False``) flags, nor where the help text already names its default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def track_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="mot-dinov3",
         description="Track objects in a video, a MOTChallenge sequence or an image folder: YOLO detection, "
                     "scheduled appearance embeddings, IoU + cosine tracking. Subcommand: 'mot-dinov3 eval'.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=_DefaultsHelpFormatter)
     g = p.add_argument_group("input / output")
     g.add_argument("--source", required=True, help="video file, MOTChallenge sequence folder or image folder")
     g.add_argument("--output", default="outputs/tracked.mp4", help="annotated video (.mp4/.avi); '' for none")
