@@ -109,7 +109,10 @@ def test_track_mot17_mini(tmp_path, yolov8n, osnet_onnx, seq, embedder):
     (["--source", "{video}", "--classes", "person"], '--classes "person": expected comma-separated'),
     (["--source", "{video}", "--output", "/proc/forbidden/x.mp4"], "--output /proc/forbidden/x.mp4: cannot write"),
     (["--source", "{video}", "--det", "/no/such/weights.pt", "--embedder", "yolo"], "--det /no/such/weights.pt"),
-    (["--source", "{video}", "--embedder", "onnx", "--embed-model", "/no/model.onnx"], "--embed-model /no/model.onnx"),
+    # the detector loads before the (default, large, here unreachable) DINOv3 model
+    (["--source", "{video}", "--det", "/no/such/weights.pt"], "--det /no/such/weights.pt"),
+    (["--source", "{video}", "--det", "{det}", "--embedder", "onnx", "--embed-model", "/no/model.onnx"],
+     "--embed-model /no/model.onnx"),
     (["--source", "{video}", "--tracker-config", "/no/cfg.yaml"], "tracker config not found"),
     (["--source", "{video}", "--embed-lazy", "--embed-all"], "--embed-lazy with --embed-all: choose one"),
     (["--source", "{video}", "--embed-budget-ms", "20"], "--embed-budget-ms sets the refresh rules, but lazy memory"),
@@ -118,7 +121,8 @@ def test_bad_input_gives_one_line_error_and_exit_2(tmp_path, args, needle):
     video = shared_path("data/videos/mmtracking_demo.mp4")
     notvideo = tmp_path / "clip.mp4"
     notvideo.write_text("hello")
-    args = [a.format(video=video, notvideo=notvideo) for a in args]
+    det = shared_path("weights/yolov8n_from_int8.pt")
+    args = [a.format(video=video, notvideo=notvideo, det=det) for a in args]
     r = run_cli(*args, "--output" if "--output" not in args else "--no-progress",
                 *([tmp_path / "o.mp4"] if "--output" not in args else []), cwd=tmp_path)
     assert r.returncode == 2, r.stderr

@@ -284,6 +284,17 @@ def test_crop_backends_name_the_backends_that_buffer_crops(osnet_onnx):
     assert isinstance(create_embedder(EmbedderConfig(name="onnx", model=str(osnet_onnx))), CropEmbedder)
 
 
+def test_feature_backends_name_the_backends_that_read_detector_features():
+    from mot_dinov3.features.factory import BACKENDS, FEATURE_BACKENDS
+    from mot_dinov3.features.hf import HfVisionEmbedder
+    from mot_dinov3.features.onnx import OnnxEmbedder
+    from mot_dinov3.features.yolo import YoloFeatureEmbedder
+
+    built = {"dino": HfVisionEmbedder, "clip": HfVisionEmbedder, "onnx": OnnxEmbedder, "yolo": YoloFeatureEmbedder}
+    assert set(built) == set(BACKENDS)
+    assert {name for name, cls in built.items() if cls.uses_detector_features} == FEATURE_BACKENDS
+
+
 def test_lazy_buffers_clean_looks_and_embeds_them_when_the_lost_track_may_be_back():
     clock = FakeClock()
     emb = FakeCropEmbedder(clock)

@@ -26,7 +26,7 @@ from tqdm import tqdm
 from mot_dinov3.config import RunConfig
 from mot_dinov3.detector import Detector
 from mot_dinov3.features.base import Embedder
-from mot_dinov3.features.factory import create_embedder
+from mot_dinov3.features.factory import FEATURE_BACKENDS, create_embedder
 from mot_dinov3.gmc import CameraMotion
 from mot_dinov3.io import FrameSource, MotWriter, VideoWriter, ensure_writable, prefetch
 from mot_dinov3.profiling import RunSummary, StageTimer, summarize
@@ -72,9 +72,10 @@ def run(cfg: RunConfig, embedder: Embedder | None = None, detector: Detector | N
     for path, flag in ((out.mot_txt, "--save-mot"), (out.json, "--save-json"), (out.video, "--output")):
         if path:
             ensure_writable(path, flag)  # fail before loading models
-    embedder = embedder or create_embedder(cfg.embedder)  # None: --embedder none, motion only
-    capture = embedder is not None and embedder.uses_detector_features
+    # the detector loads first: a wrong --det fails in a second, before a large embedding model loads
+    capture = embedder.uses_detector_features if embedder is not None else cfg.embedder.name in FEATURE_BACKENDS
     detector = detector or Detector(replace(cfg.detector, capture_features=capture))
+    embedder = embedder or create_embedder(cfg.embedder)  # None: --embedder none, motion only
     sched_cfg = replace(cfg.scheduler, embed_all=cfg.scheduler.embed_all or bool(embedder and embedder.cost_free),
                         look_overlap_thr=cfg.tracker.gallery_overlap_thresh)
     scheduler = EmbeddingScheduler(sched_cfg, embedder) if embedder is not None else None

@@ -37,6 +37,8 @@ BACKENDS: dict[str, Callable[[EmbedderConfig], Embedder]] = {"dino": _dino, "cli
                                                               "yolo": _yolo}
 # backends whose embedders are CropEmbedders (embed buffered crops later): lazy memory is their default
 CROP_BACKENDS = frozenset({"dino", "clip", "onnx"})
+# backends that read the detector's own neck features: the detector must capture them
+FEATURE_BACKENDS = frozenset({"yolo"})
 NO_REID = "none"  # ``--embedder none``: motion-only tracking, no appearance at all
 
 
