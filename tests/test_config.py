@@ -70,3 +70,16 @@ def test_help_names_each_default_once():
     assert "(default: None)" not in text and "(default: False)" not in text
     assert "(default: the source fps)" in text and "the source fps) (default" not in text
     assert "(default: 960)" in text  # a real default is still shown
+
+
+def test_readme_documents_every_flag():
+    import re
+    from pathlib import Path
+
+    from mot_dinov3.cli import eval_parser
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    flags = {o for p in (track_parser(), eval_parser()) for a in p._actions for o in a.option_strings
+             if o.startswith("--") and o != "--help"}
+    missing = sorted(f for f in flags if not re.search(re.escape(f) + r"(?![\w-])", readme))
+    assert len(flags) > 30 and not missing, missing
