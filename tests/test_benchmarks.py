@@ -13,6 +13,7 @@ from mot_dinov3.io import read_mot_txt
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import common  # noqa: E402
+import crops  # noqa: E402
 import quality  # noqa: E402
 
 
@@ -112,3 +113,16 @@ def test_memory_benchmark_loops_the_source_and_reads_rss_on_every_frame(tmp_path
     assert min(rss) > 100  # MB: a process with torch and the models loaded
     assert FrameSource(tmp_path / "tracked.mp4").length == 2 * n  # the annotated video of the long run
     assert read_mot_txt(tmp_path / "tracked.txt")[:, 0].max() > n  # results from the second loop too
+
+
+def test_crop_benchmark_scores_each_policy_on_ground_truth_boxes(osnet_onnx, tmp_path):
+    seq = shared_path("data/MOT17-mini/train/MOT17-05-FRCNN")
+    out = crops.main(["--seqs", str(seq), "--reid", str(osnet_onnx), "--every", "1", "--min-vis", "0.5",
+                      "--json", str(tmp_path / "crops.json")])
+    assert (tmp_path / "crops.json").is_file() and len(out["rows"]) == len(crops.POLICIES)
+    for r in out["rows"]:
+        assert r["same_pairs"] > 0 and r["other_pairs"] > 0
+        assert 0.5 < r["auc"] <= 1.0 and r["same_median"] < r["other_median"]
+    ids, frames = np.array([1, 1, 2, 2]), np.array([1, 2, 1, 2])
+    emb = np.eye(4, dtype=np.float32)[[0, 0, 1, 1]]
+    assert crops.separation(emb, ids, frames)["auc"] == 1.0  # same identity identical, others orthogonal

@@ -25,11 +25,12 @@ def test_flags_become_configs():
                                    "--embed-budget-ms", "20", "--no-hungarian", "--output", ""])
     cfg = build_run_config(a)
     assert cfg.detector.classes == [0, 2] and cfg.detector.device == "cpu" and cfg.embedder.device == "cpu"
-    assert cfg.embedder.model == "m.onnx" and cfg.embedder.crop_square is False
+    assert cfg.embedder.model == "m.onnx" and cfg.embedder.crop_square is False and cfg.embedder.crop_pad is None
     assert cfg.scheduler.budget_ms == 20 and cfg.scheduler.lazy is False and cfg.scheduler.refresh_every == 2
     assert cfg.tracker.use_hungarian is False and cfg.output.video is None
     d = build_run_config(track_parser().parse_args(["--source", "v.mp4"]))
     assert d.embedder.name == "dino" and d.embedder.model == "facebook/dinov3-vitb16-pretrain-lvd1689m"
+    assert (d.embedder.crop_pad, d.embedder.crop_square) == (None, None)  # the backend's own crop
     assert d.detector.conf == 0.1 and d.detector.imgsz == 960
     assert d.scheduler.lazy is None and d.scheduler.budget_ms == 0  # lazy memory where the backend allows
 

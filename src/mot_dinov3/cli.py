@@ -79,9 +79,12 @@ def track_parser() -> argparse.ArgumentParser:
     g.add_argument("--fallback-open", action="store_true",
                    help="if the DINOv3 model is gated, unsupported or unreachable, use facebook/dinov2-base")
     g.add_argument("--pool", choices=("cls", "mean"), default="cls", help="dino: CLS token or mean of patch tokens")
-    g.add_argument("--crop-pad", type=float, default=0.12, help="padding fraction around each box for crops")
-    g.add_argument("--crop-square", action=argparse.BooleanOptionalAction, default=True,
-                   help="expand crops to the model input's aspect ratio (square for ViTs) instead of stretching")
+    g.add_argument("--crop-pad", type=float,
+                   help="padding fraction around each box for crops (default: 0 for onnx ReID models, "
+                        "0.12 for dino and clip)")
+    g.add_argument("--crop-square", action=argparse.BooleanOptionalAction,
+                   help="expand crops to the model input's aspect ratio (square for ViTs) instead of stretching "
+                        "the box (default: off for onnx ReID models, on for dino and clip)")
     g = p.add_argument_group("embedding scheduler")
     unset = argparse.SUPPRESS  # absent from the namespace unless given: build_run_config tells the rules apart
     g.add_argument("--embed-lazy", action=argparse.BooleanOptionalAction, default=unset,

@@ -51,9 +51,12 @@ class EmbedderConfig:
         fallback_open: ``dino`` only: switch to ``facebook/dinov2-base`` when the model is gated,
             unsupported by the installed transformers, or unreachable.
         pooling: ``dino`` only: ``"cls"`` (CLS token) or ``"mean"`` (mean of patch tokens).
-        crop_pad: fraction of the box width/height added on each side before cropping.
+        crop_pad: fraction of the box width/height added on each side before cropping; ``None``: the
+            backend's own default (:func:`mot_dinov3.features.base.crop_policy`: 0 for ``onnx`` ReID models,
+            0.12 for ``dino`` and ``clip``).
         crop_square: expand each crop to the model input's aspect ratio (square for ViTs) instead of
-            stretching the box when it is resized.
+            stretching the box when it is resized; ``None``: the backend's default (off for ``onnx``, on
+            for ``dino`` and ``clip``).
         batch_size: crops per forward pass.
         device: torch device for torch backends (``None``: CUDA when available, else CPU).
     """
@@ -62,8 +65,8 @@ class EmbedderConfig:
     model: str | None = None
     fallback_open: bool = False
     pooling: str = "cls"
-    crop_pad: float = 0.12
-    crop_square: bool = True
+    crop_pad: float | None = None
+    crop_square: bool | None = None
     batch_size: int = 32
     device: str | None = None
 
@@ -90,8 +93,9 @@ class SchedulerConfig:
             do not apply. ``False`` selects the refresh rules (``--no-embed-lazy``,
             :func:`mot_dinov3.scheduler.plan.plan_actions`). ``None`` (default): lazy memory when the
             backend can embed buffered crops (dino, clip, onnx), the refresh rules otherwise (yolo). Lazy
-            memory is the default because it computes a fifth of ``embed_all``'s embeddings at no measured
-            identity cost over seven detector settings (``benchmarks/scheduler.py``).
+            memory is the default because it computes a fifth of ``embed_all``'s embeddings (a quarter of
+            the refresh rules'), 0.4 HOTA below ``embed_all`` on the mean of seven detector settings; no
+            other rule found comes that close at 20% (``benchmarks/scheduler.py``).
         contest_iou: lazy: track-detection pairs above this IoU are candidates; a detection whose group of
             candidates holds a second detection or track is critical (contested), one with no candidate
             is critical (weak continuity). 0.4 is where appearance enters the fused cost

@@ -76,6 +76,20 @@ class CropEmbedder(Embedder, Protocol):
         ...
 
 
+def crop_policy(pad: float | None, square: bool | None, default: tuple[float, bool]) -> tuple[float, bool]:
+    """The crop padding and aspect a backend uses: the user's ``--crop-pad`` / ``--crop-square`` where
+    given (not ``None``), else the backend's ``default`` ``(pad, square)``.
+
+    Person ReID models (OSNet and the other torchreid / BoxMOT exports) are trained on detection boxes
+    stretched to their 256x128 input, so ``onnx`` defaults to ``(0.0, False)``: on ground-truth boxes,
+    OSNet x0.25 then tells the same person from other people better than in a padded 1:2 window (ROC AUC
+    0.9989 against 0.9883 on MOT17-09, 0.893 against 0.841 on TUD-Stadtmitte, 0.899 against 0.800 on
+    TUD-Campus; ``benchmarks/crops.py``). ViT backbones (``dino``, ``clip``) see a padded square window:
+    ``(0.12, True)``.
+    """
+    return (default[0] if pad is None else float(pad)), (default[1] if square is None else bool(square))
+
+
 def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
     """Row-wise L2 normalisation of an (M, D) array, returned as float32."""
     x = np.asarray(x, dtype=np.float32)

@@ -18,7 +18,7 @@ import numpy as np
 from mot_dinov3.config import EmbedderConfig
 from mot_dinov3.errors import UserError
 from mot_dinov3.features import hub
-from mot_dinov3.features.base import batches, cut_windows, l2_normalize, to_blob
+from mot_dinov3.features.base import batches, crop_policy, cut_windows, l2_normalize, to_blob
 from mot_dinov3.features.onnx import IMAGENET_MEAN, IMAGENET_STD
 
 
@@ -62,6 +62,7 @@ class HfVisionEmbedder:
     name = "hf"
     uses_detector_features = False
     cost_free = False
+    default_crop = (0.12, True)  # a padded square window: some context around the box for a ViT
 
     def __init__(self, model, preprocess: Preprocess, cfg: EmbedderConfig, dim: int):
         import torch
@@ -70,6 +71,7 @@ class HfVisionEmbedder:
         self.model = model.eval().to(self.device)
         self.preprocess = preprocess
         self.cfg = cfg
+        self.crop_pad, self.crop_square = crop_policy(cfg.crop_pad, cfg.crop_square, self.default_crop)
         self.dim = int(dim)
         self._mean = np.asarray(preprocess.mean, np.float32)
         self._std = np.asarray(preprocess.std, np.float32)
@@ -83,8 +85,9 @@ class HfVisionEmbedder:
         return self.embed_crops(self.crop(image, xyxy))
 
     def crop(self, image: np.ndarray, xyxy: np.ndarray) -> list[np.ndarray]:
-        """The M windows the model sees (``--crop-pad``, ``--crop-square``), (h, w, 3) uint8 at its input size."""
-        return cut_windows(image, xyxy, self.preprocess.size_hw, self.cfg.crop_pad, self.cfg.crop_square)
+        """The M windows the model sees (``--crop-pad``, ``--crop-square``; by default a padded square), (h, w,
+        3) uint8 at its input size."""
+        return cut_windows(image, xyxy, self.preprocess.size_hw, self.crop_pad, self.crop_square)
 
     def embed_crops(self, crops: list[np.ndarray]) -> np.ndarray:
         """M windows from :meth:`crop` (of any frames) -> (M, D) float32 L2-normalised."""

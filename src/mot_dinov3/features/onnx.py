@@ -14,7 +14,7 @@ import numpy as np
 
 from mot_dinov3.config import EmbedderConfig
 from mot_dinov3.errors import UserError
-from mot_dinov3.features.base import batches, cut_windows, l2_normalize, to_blob
+from mot_dinov3.features.base import batches, crop_policy, cut_windows, l2_normalize, to_blob
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
@@ -30,6 +30,7 @@ class OnnxEmbedder:
     name = "onnx"
     uses_detector_features = False
     cost_free = False
+    default_crop = (0.0, False)  # the detection box stretched to the input, as ReID models are trained
 
     def __init__(self, cfg: EmbedderConfig):
         import onnxruntime as ort
@@ -59,14 +60,16 @@ class OnnxEmbedder:
         self.dim = int(out_shape[-1]) if isinstance(out_shape[-1], int) else int(
             self.session.run(None, {self.input_name: np.zeros((1, 3, *self.size_hw), np.float32)})[0].shape[-1])
         self.cfg = cfg
+        self.crop_pad, self.crop_square = crop_policy(cfg.crop_pad, cfg.crop_square, self.default_crop)
 
     def embed(self, image: np.ndarray, xyxy: np.ndarray, det_feats: np.ndarray | None = None) -> np.ndarray:
         """(M, 4) xyxy pixel boxes of a BGR uint8 frame -> (M, D) float32 L2-normalised."""
         return self.embed_crops(self.crop(image, xyxy))
 
     def crop(self, image: np.ndarray, xyxy: np.ndarray) -> list[np.ndarray]:
-        """The M windows the model sees (``--crop-pad``, ``--crop-square``), (h, w, 3) uint8 at its input size."""
-        return cut_windows(image, xyxy, self.size_hw, self.cfg.crop_pad, self.cfg.crop_square)
+        """The M windows the model sees (``--crop-pad``, ``--crop-square``; by default the box itself,
+        stretched), (h, w, 3) uint8 at its input size."""
+        return cut_windows(image, xyxy, self.size_hw, self.crop_pad, self.crop_square)
 
     def embed_crops(self, crops: list[np.ndarray]) -> np.ndarray:
         """M windows from :meth:`crop` (of any frames) -> (M, D) float32 L2-normalised."""
