@@ -32,8 +32,10 @@ from mot_dinov3.features.factory import create_embedder  # noqa: E402
 from mot_dinov3.io import read_mot_txt  # noqa: E402
 
 # (label, crop_pad, crop_square); the first row is the onnx default
-POLICIES = [("box, stretched (onnx default)", 0.0, False), ("box + 12%, stretched", 0.12, False),
-            ("box, widened to 1:2", 0.0, True), ("box + 12%, widened to 1:2 (dino / clip default)", 0.12, True)]
+POLICIES = [("box, stretched (onnx default)", 0.0, False),
+            ("box + 12%, stretched", 0.12, False),
+            ("box, widened to 1:2", 0.0, True),
+            ("box + 12%, widened to 1:2 (the padded window, earlier default)", 0.12, True)]
 
 
 def gt_frames(seq: Path, every: int, min_vis: float) -> list[tuple[int, np.ndarray, np.ndarray]]:
