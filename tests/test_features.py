@@ -85,24 +85,6 @@ def test_onnx_crops_the_box_itself_and_the_flags_override(osnet_onnx, mot17_09, 
     assert (dino.crop_pad, dino.crop_square) == (0.0, False)
 
 
-def test_osnet_separates_identities_better_on_the_box_than_on_a_padded_window(osnet_onnx, mot17_09):
-    """Why ``onnx`` crops the box itself: on real ground-truth boxes, different people are further apart
-    than the same person across frames by a wider margin (medians of cosine distances)."""
-    frames = (1, 50, 100, 150, 200, 300, 400, 500)
-    data = [(cv2.imread(str(mot17_09 / f"img1/{f:06d}.jpg")), *gt_boxes(mot17_09, f)) for f in frames]
-    ids = np.concatenate([i for _, i, _ in data])
-    fr = np.concatenate([[f] * len(i) for f, (_, i, _) in zip(frames, data)])
-    same = (ids[:, None] == ids[None]) & (fr[:, None] != fr[None])
-    other = ids[:, None] != ids[None]
-    margins = []
-    for kw in ({}, {"crop_pad": 0.12, "crop_square": True}):
-        emb = create_embedder(EmbedderConfig(name="onnx", model=str(osnet_onnx), **kw))
-        e = np.concatenate([emb.embed(image, b) for image, _, b in data])
-        d = 1.0 - e @ e.T
-        margins.append(np.median(d[other]) - np.median(d[same]))
-    assert same.sum() >= 20 and margins[0] > margins[1] + 0.02, margins
-
-
 def test_crops_kept_from_earlier_frames_embed_like_the_frame_itself(osnet_onnx, mot17_09):
     """--embed-lazy keeps a track's crops and embeds them frames later, batched with other frames' crops."""
     emb = create_embedder(EmbedderConfig(name="onnx", model=str(osnet_onnx)))
