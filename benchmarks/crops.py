@@ -1,7 +1,7 @@
 """Crop policy of a ReID model: how well its embeddings tell people apart on ground-truth boxes.
 
 For each MOTChallenge sequence, every ``--every``-th frame's visible pedestrians (gt class 1, visibility
-above ``--min-vis``; MOT15 gt has no class or visibility: all boxes) are embedded once per crop policy
+at least ``--min-vis``; MOT15 gt has no class or visibility: all boxes) are embedded once per crop policy
 (``--crop-pad``, ``--crop-square``). Pairs of boxes of the same identity in different frames are
 "same", pairs of different identities "other". Reported per policy: the median cosine distance of each,
 their gap, and the ROC AUC of distance as a same / other classifier (1.0: every same pair is closer
