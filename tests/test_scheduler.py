@@ -214,6 +214,13 @@ def test_lazy_rules_never_refresh_and_list_the_memories_read_now():
     # overlaps lost track 8, whose looks wait)
     assert sorted(p.flush) == [2, 3, 5, 6]
     assert plan_lazy(dets, [], 1, SchedulerConfig(lazy=True)).reasons == ["bootstrap"] * 6
+    # re-identification reach (the tracker's distance gate) also reads a lost track's memory, but only
+    # when the box in reach is computed: det2 (weak_iou) may be lost track 8, det0 (reused) is not looked at
+    reach = np.zeros((len(dets), len(tracks)), bool)
+    reach[0, 7] = True
+    assert sorted(plan_lazy(dets, tracks, 100, SchedulerConfig(lazy=True), reach=reach).flush) == [2, 3, 5, 6]
+    reach[2, 7] = True
+    assert sorted(plan_lazy(dets, tracks, 100, SchedulerConfig(lazy=True), reach=reach).flush) == [2, 3, 5, 6, 8]
 
 
 def test_lazy_near_lost_pairs_cleared_by_appearance_are_not_recomputed():

@@ -167,6 +167,12 @@ def test_reads_embedding_names_the_boxes_whose_embedding_association_can_read():
     conf = np.array([0.5, 0.5, 0.7, 0.5, 0.3], np.float32)
     assert tr.reads_embedding(xyxy, conf, 1000).tolist() == [True, False, True, True, False]
     assert tr.reads_embedding(xyxy, conf, 300).tolist() == [True, False, True, False, False]  # 0.27 widths
+    # the distance gate on its own, per track (columns as predict's views): only the lost track has reach
+    assert [t.track_id for t in tr.tracks] == [1, 2] and tr.tracks[1].state == TrackState.LOST
+    reach = tr.reid_reach(xyxy, 1000)
+    assert reach.shape == (5, 2) and not reach[:, 0].any()
+    assert reach[:, 1].tolist() == [False, False, False, True, False]  # 0.50, 0.30, 0.30, 0.08, 0.50 widths
+    assert not tr.reid_reach(xyxy, 300).any()
 
 
 def test_last_observation_recovers_a_track_whose_prediction_drifted():

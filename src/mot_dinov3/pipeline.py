@@ -108,7 +108,8 @@ def run(cfg: RunConfig, embedder: Embedder | None = None, detector: Detector | N
                     with timer.stage("embed"):
                         wanted = (dets.conf >= cfg.tracker.track_high_thresh if sched_cfg.embed_all
                                   else tracker.reads_embedding(dets.xyxy, dets.conf, source.width))
-                        plan = scheduler.plan(frame.index, dets.xyxy, views, wanted)
+                        reach = tracker.reid_reach(dets.xyxy, source.width)
+                        plan = scheduler.plan(frame.index, dets.xyxy, views, wanted, reach)
                         emb = scheduler.run(plan, frame.image, dets.xyxy, dets.feats)
                         vectors, computed, memory = emb.vectors, emb.computed, emb.memory
                 with timer.stage("track"):

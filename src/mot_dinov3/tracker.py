@@ -114,10 +114,25 @@ class Tracker:
             if lost:
                 d_iou = matching.fuse_iou_appearance(iou[:, lost].T, None, conf if cfg.fuse_score else None,
                                                      cfg.proximity_thresh, cfg.appearance_thresh)
-                last = np.array([self.tracks[i].last_obs for i in lost])
                 read |= (d_iou < cfg.match_thresh).any(axis=0)
-                read |= (matching.centroid_distance(last, xyxy, image_w) <= cfg.reid_max_dist).any(axis=0)
+                read |= self.reid_reach(xyxy, image_w).any(axis=1)
         return (conf >= cfg.track_high_thresh) & read
+
+    def reid_reach(self, xyxy: np.ndarray, image_w: int) -> np.ndarray:
+        """(N, M) bool: detection i is within re-identification reach of track j (step 4's distance gate:
+        track j is lost and the box centres are at most ``reid_max_dist`` image widths from its last
+        observation). Columns follow the views of the last :meth:`predict`; call after it.
+
+        Args:
+            xyxy: (N, 4) float32 detection boxes, pixels.
+            image_w: frame width, pixels.
+        """
+        lost = np.array([t.state == TrackState.LOST for t in self.tracks], bool)
+        reach = np.zeros((len(xyxy), len(self.tracks)), bool)
+        if lost.any() and len(xyxy):
+            last = np.array([t.last_obs for t in self.tracks])[lost]
+            reach[:, lost] = matching.centroid_distance(xyxy, last, image_w) <= self.cfg.reid_max_dist
+        return reach
 
     def feed_memory(self, track_id: int, frames: np.ndarray, embeddings: np.ndarray) -> None:
         """Absorb embeddings of a track's earlier looks into its EMA and gallery (``--embed-lazy``: the

@@ -49,7 +49,8 @@ def contest_groups(pair_iou: np.ndarray, thr: float) -> tuple[np.ndarray, np.nda
 
 def plan_lazy(det_xyxy: np.ndarray, tracks: Sequence[TrackLike], frame: int, cfg: SchedulerConfig,
               candidates: np.ndarray | None = None,
-              cleared: Mapping[tuple[int, int], int] | None = None) -> EmbedPlan:
+              cleared: Mapping[tuple[int, int], int] | None = None,
+              reach: np.ndarray | None = None) -> EmbedPlan:
     """Lazy-memory rules (``--embed-lazy``, pure): compute only what the association reads this frame.
 
     Per detection, in order: ``bootstrap`` (no active tracks); ``weak_iou`` (no active track's predicted
@@ -59,15 +60,18 @@ def plan_lazy(det_xyxy: np.ndarray, tracks: Sequence[TrackLike], frame: int, cfg
     (its track, the lost track) was cleared within ``near_lost_clear_frames``); ``no_cache`` / ``young``
     (its track's memory is empty / holds fewer than ``young_samples`` fresh embeddings); otherwise
     ``reuse``. There is no refresh. ``flush`` lists the tracks whose memory is read now: every track in a
-    contested group, the track a near_lost detection continues, and every lost track whose predicted
-    box a computed detection overlaps above ``overlap_thr`` IoU (a lost track's last looks are embedded
-    when a box that may be it is computed, not when it is lost).
+    contested group, the track a near_lost detection continues, and every lost track that a computed
+    detection may be: one overlapping its predicted box above ``overlap_thr`` IoU, or within its
+    re-identification reach (``reach``). A lost track's last looks are embedded when a box that may be it
+    is computed, not when it is lost.
 
     Args and returns: as :func:`mot_dinov3.scheduler.plan.plan_actions` (``last_seen`` and ``samples``
     of the views are read), plus
 
     * ``cleared``: ``{(track_id, lost_track_id): frame}``, the pairs whose near_lost box was last seen
       far from the lost track's memory (:func:`near_lost_verdicts`);
+    * ``reach``: (N, M) bool over ``tracks``, detection i within re-identification reach of lost track j
+      (:meth:`mot_dinov3.tracker.Tracker.reid_reach`: the tracker compares them by appearance alone);
     * ``EmbedPlan.near_lost``: each near_lost detection's lost tracks, to check once it is embedded.
     """
     n = len(det_xyxy)
@@ -109,7 +113,10 @@ def plan_lazy(det_xyxy: np.ndarray, tracks: Sequence[TrackLike], frame: int, cfg
             else:
                 action[i], reasons[i] = REUSE, "reuse"
     plan = finish_plan(frame, action, reasons, track_ids, active, candidates, flush)
-    # a lost track's memory is read when a box that may be it (overlapping its predicted box) is computed
+    # a lost track's memory is read when a box that may be it (on its predicted box, or in re-ID reach)
+    # is computed
+    if reach is not None:
+        on_lost |= np.asarray(reach, bool)[:, [i for i, t in enumerate(tracks) if t.lost]]
     back = on_lost[plan.action == CRITICAL].any(axis=0)
     plan.flush += [t.track_id for t, b in zip(lost, back) if b]
     plan.near_lost = {i: ids for i, ids in near_lost.items() if plan.action[i] == CRITICAL}

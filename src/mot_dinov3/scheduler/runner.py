@@ -92,9 +92,10 @@ class EmbeddingScheduler:
         self.reasons_total: dict[str, int] = {}
 
     def plan(self, frame: int, det_xyxy: np.ndarray, tracks: Sequence[TrackLike],
-             candidates: np.ndarray | None = None) -> EmbedPlan:
-        """Plan this frame (:func:`plan_actions`, or :func:`plan_lazy` with ``cfg.lazy``); drop backlog
-        entries of inactive tracks, and buffered looks and cleared near_lost pairs of tracks gone."""
+             candidates: np.ndarray | None = None, reach: np.ndarray | None = None) -> EmbedPlan:
+        """Plan this frame (:func:`plan_actions`, or :func:`plan_lazy` with ``cfg.lazy``, which also reads
+        ``reach``); drop backlog entries of inactive tracks, and buffered looks and cleared near_lost pairs
+        of tracks gone."""
         active = {t.track_id for t in tracks if not t.lost}
         self.backlog = {tid: f for tid, f in self.backlog.items() if tid in active}
         alive = {t.track_id for t in tracks}
@@ -102,7 +103,7 @@ class EmbeddingScheduler:
             self.buffer.keep_only(alive)
             self.cleared = {k: f for k, f in self.cleared.items() if k[0] in active and k[1] in alive}
             self._lost_memory = {t.track_id: t.embedding for t in tracks if t.lost and t.embedding is not None}
-            plan = plan_lazy(det_xyxy, tracks, frame, self.cfg, candidates, self.cleared)
+            plan = plan_lazy(det_xyxy, tracks, frame, self.cfg, candidates, self.cleared, reach)
         else:
             plan = plan_actions(det_xyxy, tracks, frame, self.cfg, candidates)
         for r in plan.reasons:
