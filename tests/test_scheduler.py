@@ -44,9 +44,10 @@ def box(x, y=0, w=50, h=100):
     return [x, y, x + w, y + h]
 
 
-def view(tid, x, last, emb=True, lost=False, seen=None, samples=5):
+def view(tid, x, last, emb=True, lost=False, seen=None, samples=5, start=0):
     e = np.eye(D, dtype=np.float32)[(tid + 3) % D] if emb else None
-    return TrackView(tid, np.array(box(x), np.float32), e, last, lost, last if seen is None else seen, samples)
+    return TrackView(tid, np.array(box(x), np.float32), e, last, lost, last if seen is None else seen, samples,
+                     start)
 
 
 IMG = np.zeros((10, 10, 3), np.uint8)
@@ -236,6 +237,21 @@ def test_lazy_near_lost_pairs_cleared_by_appearance_are_not_recomputed():
     assert p.reasons == ["reuse"] and p.near_lost == {} and 5 not in p.flush
     assert plan_lazy(dets, tracks, 100, cfg, cleared={(5, 6): 95, (5, 9): 90}).reasons == ["near_lost"]  # expired
     assert plan_lazy(dets, tracks, 100, cfg, cleared={(4, 6): 95, (4, 9): 95}).reasons == ["near_lost"]  # other track
+
+
+def test_lazy_a_new_track_on_a_long_lost_track_stays_near_lost():
+    """A track started within near_lost_new_frames (10) on the predicted box of a track lost 40 frames ago
+    may be that track back, first seen half hidden: its box is computed, and a far look does not clear it."""
+    dets = np.array([box(1200)], np.float32)
+    lost = view(6, 1230, last=55, lost=True, seen=60)
+    cfg = SchedulerConfig(lazy=True)
+    assert plan_lazy(dets, [view(5, 1202, last=99, start=80), lost], 100, cfg).reasons == ["reuse"]  # 20 frames old
+    p = plan_lazy(dets, [view(5, 1202, last=99, start=92), lost], 100, cfg)
+    assert p.reasons == ["near_lost"] and p.near_lost == {0: [6]} and 5 in p.flush
+    assert plan_lazy(dets, [view(5, 1202, last=99, start=92), lost], 100, cfg, cleared={(5, 6): 99}).reasons \
+        == ["near_lost"]
+    assert plan_lazy(dets, [view(5, 1202, last=99, start=92), lost], 100,
+                     SchedulerConfig(lazy=True, near_lost_new_frames=5)).reasons == ["reuse"]
 
 
 def test_near_lost_verdicts_compare_with_the_lost_memories():

@@ -175,6 +175,13 @@ def test_reads_embedding_names_the_boxes_whose_embedding_association_can_read():
     assert not tr.reid_reach(xyxy, 300).any()
 
 
+def test_views_carry_the_frame_each_track_started():
+    tr = Tracker(TrackerConfig())
+    step(tr, [[100, 100, 140, 200]], [unit(0)])
+    step(tr, [[102, 100, 142, 200], [600, 100, 640, 200]], [unit(0), unit(1)])
+    assert {v.track_id: v.start_frame for v in tr.predict()} == {1: 1, 2: 2}
+
+
 def test_last_observation_recovers_a_track_whose_prediction_drifted():
     """OC-SORT: a fast track stops behind an occluder; its Kalman prediction runs on, but the box
     reappears where it was last seen and is matched through the last observation."""

@@ -100,7 +100,12 @@ class SchedulerConfig:
             candidates holds a second detection or track is critical (contested), one with no candidate
             is critical (weak continuity). 0.4 is where appearance enters the fused cost
             (``1 - proximity_thresh``).
-        near_lost_frames: lazy: only tracks lost at most this many frames make a nearby box near_lost.
+        near_lost_frames: lazy: only tracks lost at most this many frames make a nearby box near_lost...
+        near_lost_new_frames: lazy: ... except for a box whose track started at most this many frames ago:
+            every lost track's predicted box counts, however long lost, and a far look does not clear
+            the pair. A person back from a long occlusion is often first seen half hidden, too unlike
+            the lost track's memory to be re-identified, and starts a new track; the next looks, once
+            computed, can hand the box back to the lost track.
         near_lost_clear: lazy: cosine distance; a near_lost box embedded farther than this from a lost
             track's memory clears the pair (its track, that lost track): the box is not near_lost again
             for ``near_lost_clear_frames`` frames (it is still computed when contested). 0.3 is above the
@@ -124,6 +129,7 @@ class SchedulerConfig:
     lazy: bool | None = None
     contest_iou: float = 0.4
     near_lost_frames: int = 5
+    near_lost_new_frames: int = 10
     near_lost_clear: float = 0.3
     near_lost_clear_frames: int = 10
     young_samples: int = 2

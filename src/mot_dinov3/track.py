@@ -39,6 +39,7 @@ class Track:
     last_embed_frame: int = 0  # frame of the last fresh embedding
     reused_obs: int = 0  # clean observations matched with a cached embedding since the last fresh one
     samples: int = 0  # fresh embeddings absorbed into the EMA over the track's life
+    start_frame: int = 0  # frame the track was started
     det_xyxy: np.ndarray | None = None  # (4,) the box matched this frame
     embedded_now: bool = False
 
@@ -60,6 +61,7 @@ class TrackView:
         lost: the track is lost (kept for re-identification), not active.
         last_seen: frame (1-based) of the track's last matched detection.
         samples: fresh embeddings its memory (EMA) has absorbed.
+        start_frame: frame (1-based) the track was started.
     """
 
     track_id: int
@@ -69,6 +71,7 @@ class TrackView:
     lost: bool = False
     last_seen: int = 0
     samples: int = 0
+    start_frame: int = 0
 
 
 @dataclass(frozen=True)

@@ -89,7 +89,7 @@ class Tracker:
                 if warp is not None:
                     t.last_obs = last[i]
         return [TrackView(t.track_id, t.xyxy, t.embedding, t.last_embed_frame, t.state == TrackState.LOST,
-                          t.last_seen, t.samples) for t in self.tracks]
+                          t.last_seen, t.samples, t.start_frame) for t in self.tracks]
 
     def reads_embedding(self, xyxy: np.ndarray, conf: np.ndarray, image_w: int) -> np.ndarray:
         """(N,) bool: the detections whose embedding this frame's :meth:`update` may read; call after
@@ -338,7 +338,8 @@ class Tracker:
         mean, cov = motion.initiate(motion.xyxy_to_xywh(f.xyxy[d]))
         state = TrackState.CONFIRMED if self.frame == 1 or self.cfg.min_hits <= 1 else TrackState.TENTATIVE
         box = f.xyxy[d].copy()
-        t = Track(self._next_id, mean, cov, float(f.conf[d]), int(f.cls[d]), state, 1, self.frame, box, det_xyxy=box)
+        t = Track(self._next_id, mean, cov, float(f.conf[d]), int(f.cls[d]), state, 1, self.frame, box,
+                  det_xyxy=box, start_frame=self.frame)
         self._next_id += 1
         if f.embeddings is not None and f.clean[d]:
             self._update_embedding(t, f.embeddings[d])

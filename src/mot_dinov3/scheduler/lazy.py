@@ -57,7 +57,9 @@ def plan_lazy(det_xyxy: np.ndarray, tracks: Sequence[TrackLike], frame: int, cfg
     box above ``contest_iou`` IoU: a new object or a lost track back); ``contested`` (its group of
     candidate pairs holds a rival, :func:`contest_groups`); ``near_lost`` (IoU above ``overlap_thr``
     with the predicted box of a track lost at most ``near_lost_frames`` frames, unless every such pair
-    (its track, the lost track) was cleared within ``near_lost_clear_frames``); ``no_cache`` / ``young``
+    (its track, the lost track) was cleared within ``near_lost_clear_frames``; when its own track
+    started at most ``near_lost_new_frames`` frames ago, with any lost track's predicted box, never
+    cleared: it may be that track back, first seen half hidden); ``no_cache`` / ``young``
     (its track's memory is empty / holds fewer than ``young_samples`` fresh embeddings); otherwise
     ``reuse``. There is no refresh. ``flush`` lists the tracks whose memory is read now: every track in a
     contested group, the track a near_lost detection continues, and every lost track that a computed
@@ -98,11 +100,12 @@ def plan_lazy(det_xyxy: np.ndarray, tracks: Sequence[TrackLike], frame: int, cfg
                 reasons[i] = "weak_iou"
                 continue
             track_ids[i] = t.track_id
-            lost_near = [lost[j].track_id for j in np.flatnonzero(on_lost[i] & recent)]
+            new = frame - t.start_frame <= cfg.near_lost_new_frames  # may be a lost track back
+            lost_near = [lost[j].track_id for j in np.flatnonzero(on_lost[i] & (recent | new))]
             if contested[i]:
                 reasons[i] = "contested"
-            elif lost_near and not all(frame - cleared.get((t.track_id, lid), -np.inf) < cfg.near_lost_clear_frames
-                                       for lid in lost_near):
+            elif lost_near and (new or not all(frame - cleared.get((t.track_id, lid), -np.inf)
+                                               < cfg.near_lost_clear_frames for lid in lost_near)):
                 reasons[i] = "near_lost"
                 near_lost[i] = lost_near
                 flush.append(t.track_id)

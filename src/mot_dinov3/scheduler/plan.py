@@ -42,6 +42,7 @@ class TrackLike(Protocol):
     lost: bool
     last_seen: int
     samples: int
+    start_frame: int
 
 
 @dataclass
