@@ -94,7 +94,7 @@ class SchedulerConfig:
             :func:`mot_dinov3.scheduler.plan.plan_actions`). ``None`` (default): lazy memory when the
             backend can embed buffered crops (dino, clip, onnx), the refresh rules otherwise (yolo). Lazy
             memory is the default because it computes a fifth of ``embed_all``'s embeddings (a quarter of
-            the refresh rules'), 0.1 HOTA (0.6 IDF1) below ``embed_all`` on the mean of seven detector
+            the refresh rules'), 0.1 HOTA (0.5 IDF1) below ``embed_all`` on the mean of seven detector
             settings; no other rule found comes that close at 20% (``benchmarks/scheduler.py``).
         contest_iou: lazy: track-detection pairs above this IoU are candidates; a detection whose group of
             candidates holds a second detection or track is critical (contested), one with no candidate
