@@ -67,8 +67,8 @@ def plan_lazy(det_xyxy: np.ndarray, tracks: Sequence[TrackLike], frame: int, cfg
     re-identification reach (``reach``). A lost track's last looks are embedded when a box that may be it
     is computed, not when it is lost.
 
-    Args and returns: as :func:`mot_dinov3.scheduler.plan.plan_actions` (``last_seen`` and ``samples``
-    of the views are read), plus
+    Args and returns: as :func:`mot_dinov3.scheduler.plan.plan_actions` (``last_seen``, ``samples`` and
+    ``start_frame`` of the views are read), plus
 
     * ``cleared``: ``{(track_id, lost_track_id): frame}``, the pairs whose near_lost box was last seen
       far from the lost track's memory (:func:`near_lost_verdicts`);
