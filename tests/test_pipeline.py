@@ -33,7 +33,8 @@ def test_skipping_unread_embeddings_changes_no_track(tmp_path, monkeypatch, yolo
 
     shipped, tracks = run("shipped")
     with monkeypatch.context() as m:  # every high-score box wanted, as before reads_embedding
-        m.setattr(Tracker, "reads_embedding", lambda self, xyxy, conf, w: conf >= self.cfg.track_high_thresh)
+        m.setattr(Tracker, "reads_embedding",
+                  lambda self, xyxy, conf, w, reach=None: conf >= self.cfg.track_high_thresh)
         every, tracks_every = run("every")
     np.testing.assert_array_equal(tracks, tracks_every)
     assert shipped.embeddings_computed < every.embeddings_computed

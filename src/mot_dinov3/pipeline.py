@@ -106,9 +106,11 @@ def run(cfg: RunConfig, embedder: Embedder | None = None, detector: Detector | N
                 memory = {}
                 if scheduler is not None:
                     with timer.stage("embed"):
-                        wanted = (dets.conf >= cfg.tracker.track_high_thresh if sched_cfg.embed_all
-                                  else tracker.reads_embedding(dets.xyxy, dets.conf, source.width))
-                        reach = tracker.reid_reach(dets.xyxy, source.width)
+                        if sched_cfg.embed_all:
+                            wanted, reach = dets.conf >= cfg.tracker.track_high_thresh, None
+                        else:
+                            reach = tracker.reid_reach(dets.xyxy, source.width)
+                            wanted = tracker.reads_embedding(dets.xyxy, dets.conf, source.width, reach)
                         plan = scheduler.plan(frame.index, dets.xyxy, views, wanted, reach)
                         emb = scheduler.run(plan, frame.image, dets.xyxy, dets.feats)
                         vectors, computed, memory = emb.vectors, emb.computed, emb.memory

@@ -91,7 +91,8 @@ class Tracker:
         return [TrackView(t.track_id, t.xyxy, t.embedding, t.last_embed_frame, t.state == TrackState.LOST,
                           t.last_seen, t.samples, t.start_frame) for t in self.tracks]
 
-    def reads_embedding(self, xyxy: np.ndarray, conf: np.ndarray, image_w: int) -> np.ndarray:
+    def reads_embedding(self, xyxy: np.ndarray, conf: np.ndarray, image_w: int,
+                        reach: np.ndarray | None = None) -> np.ndarray:
         """(N,) bool: the detections whose embedding this frame's :meth:`update` may read; call after
         :meth:`predict`. The other rows may be left all-zero (unknown): they are never read.
 
@@ -104,6 +105,7 @@ class Tracker:
             xyxy: (N, 4) float32 detection boxes, pixels.
             conf: (N,) float32 confidences.
             image_w: frame width, pixels (the re-identification distance gate).
+            reach: :meth:`reid_reach` of these boxes, when the caller has it already.
         """
         cfg = self.cfg
         read = conf >= cfg.new_track_thresh
@@ -115,7 +117,7 @@ class Tracker:
                 d_iou = matching.fuse_iou_appearance(iou[:, lost].T, None, conf if cfg.fuse_score else None,
                                                      cfg.proximity_thresh, cfg.appearance_thresh)
                 read |= (d_iou < cfg.match_thresh).any(axis=0)
-                read |= self.reid_reach(xyxy, image_w).any(axis=1)
+                read |= (self.reid_reach(xyxy, image_w) if reach is None else reach).any(axis=1)
         return (conf >= cfg.track_high_thresh) & read
 
     def reid_reach(self, xyxy: np.ndarray, image_w: int) -> np.ndarray:
