@@ -132,9 +132,13 @@ class Tracker:
         lost = np.array([t.state == TrackState.LOST for t in self.tracks], bool)
         reach = np.zeros((len(xyxy), len(self.tracks)), bool)
         if lost.any() and len(xyxy):
-            last = np.array([t.last_obs for t in self.tracks])[lost]
-            reach[:, lost] = matching.centroid_distance(xyxy, last, image_w) <= self.cfg.reid_max_dist
+            reach[:, lost] = self._in_reach([t for t in self.tracks if t.state == TrackState.LOST], xyxy, image_w).T
         return reach
+
+    def _in_reach(self, tracks: list[Track], xyxy: np.ndarray, image_w: int) -> np.ndarray:
+        """(T, N) bool: box centres at most ``reid_max_dist`` image widths from each track's last observation."""
+        last = np.array([t.last_obs for t in tracks]).reshape(-1, 4)
+        return matching.centroid_distance(last, xyxy, image_w) <= self.cfg.reid_max_dist
 
     def feed_memory(self, track_id: int, frames: np.ndarray, embeddings: np.ndarray) -> None:
         """Absorb embeddings of a track's earlier looks into its EMA and gallery (``--embed-lazy``: the
@@ -284,8 +288,7 @@ class Tracker:
             return dets
         cfg = self.cfg
         app = self._appearance(have, f.embeddings[dets], gallery=True)
-        last = np.array([t.last_obs for t in have])
-        near = matching.centroid_distance(last, f.xyxy[dets], img_w) <= cfg.reid_max_dist
+        near = self._in_reach(have, f.xyxy[dets], img_w)
         cost = np.where(near, app, 2.0)
         # below reid_thresh always; up to reid_unique_thresh only where no other lost track or
         # detection in reach comes within reid_margin of the pair (nobody to confuse it with)
