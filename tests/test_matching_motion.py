@@ -48,3 +48,16 @@ def test_kalman_learns_constant_velocity():
     pred, _ = motion.predict(mean[None], cov[None])
     assert abs(pred[0, 0] - (100 + 5 * 15)) < 1.0 and abs(pred[0, 4] - 5.0) < 0.5
     np.testing.assert_allclose(motion.xywh_to_xyxy(motion.xyxy_to_xywh(np.array([1, 2, 5, 9]))), [1, 2, 5, 9])
+
+
+def test_gating_distance_is_the_squared_mahalanobis_distance_of_the_centre():
+    mean, cov = motion.initiate(np.array([100.0, 50.0, 20.0, 40.0]))
+    # position variances (2 * w / 20)^2 = 4 and (2 * h / 20)^2 = 16, plus measurement noise 1 and 4
+    d2 = motion.gating_distance(mean[None], cov[None], np.array([[105.0, 50.0], [100.0, 40.0], [100.0, 50.0]]))
+    assert d2.shape == (1, 3)
+    assert np.allclose(d2[0], [25 / 5, 100 / 20, 0.0])
+    # the gate widens while a track is predicted without observations
+    means, covs = mean[None], cov[None]
+    for _ in range(10):
+        means, covs = motion.predict(means, covs)
+    assert motion.gating_distance(means, covs, np.array([[105.0, 50.0]]))[0, 0] < 25 / 5

@@ -196,6 +196,25 @@ def test_last_observation_recovers_a_track_whose_prediction_drifted():
     assert [o.track_id for o in out] == [tid]
 
 
+def test_last_observation_recovery_needs_the_appearance_to_agree():
+    """Step 3 applies step 1's veto: a track that missed frames is not handed a box at its last
+    observation that looks like somebody else (someone standing where the person disappeared)."""
+    def run(look):
+        tr = Tracker(TrackerConfig())
+        for k in range(8):
+            out = step(tr, [[100 + 15 * k, 100, 140 + 15 * k, 200]], [unit(0)])
+        for _ in range(4):
+            step(tr, [])
+        last = 100 + 15 * 7
+        return out[0].track_id, step(tr, [[last + 2, 100, last + 42, 200]], [look])
+    tid, out = run(unit(1))
+    assert [o.track_id for o in out] == []  # a new tentative track, not the old identity
+    tid, out = run(unit(0))
+    assert [o.track_id for o in out] == [tid]
+    tid, out = run(np.zeros(4))  # unknown embedding: IoU decides, as without appearance
+    assert [o.track_id for o in out] == [tid]
+
+
 def _look(dist_to_first: float, rest: np.ndarray) -> np.ndarray:
     """(8,) unit vector at cosine distance ``dist_to_first`` from ``unit(0, 8)``, the rest along ``rest``."""
     c = 1.0 - dist_to_first
@@ -205,7 +224,7 @@ def _look(dist_to_first: float, rest: np.ndarray) -> np.ndarray:
 def test_reid_accepts_a_looser_match_only_when_nobody_else_is_close():
     """Between ``reid_thresh`` and ``reid_unique_thresh`` a lost track is re-identified only when no
     other lost track in reach looks within ``reid_margin`` of the detection."""
-    cfg = TrackerConfig(reid_thresh=0.22, reid_unique_thresh=0.25, reid_margin=0.2)
+    cfg = TrackerConfig(reid_thresh=0.22, reid_unique_thresh=0.25, reid_margin=0.2, reid_motion_thresh=0.0)
 
     def run(det_dist, rival_look):
         tr = Tracker(cfg)
@@ -229,6 +248,31 @@ def test_reid_accepts_a_looser_match_only_when_nobody_else_is_close():
     assert ids == [tid]  # below reid_thresh a match is taken even with a rival close by
     tid, ids, _ = run(0.27, rival_far)
     assert ids == []  # above reid_unique_thresh never
+
+
+def test_reid_accepts_a_looser_match_inside_the_kalman_gate():
+    """Up to ``reid_motion_thresh`` a lost track is re-identified where its Kalman prediction expects
+    it (DeepSORT's gate), not at the same distance from its last observation the other way."""
+    cfg = TrackerConfig(reid_thresh=0.22, reid_unique_thresh=0.25, reid_motion_thresh=0.3)
+
+    def run(dx, dist, cfg=cfg):
+        tr = Tracker(cfg)
+        for k in range(10):  # walks right, 10 px a frame
+            out = step(tr, [[100 + 10 * k, 100, 140 + 10 * k, 200]], [unit(0, 8)])
+        tid = out[0].track_id
+        for _ in range(5):
+            step(tr, [])
+        x = 190 + dx  # the last observation was at 190
+        return tid, [o.track_id for o in step(tr, [[x, 100, x + 40, 200]], [_look(dist, unit(2, 8))])]
+
+    tid, ids = run(50, 0.28)  # where the prediction expects it (0.05 image widths from the last box)
+    assert ids == [tid]
+    tid, ids = run(-50, 0.28)  # as far from the last box, behind it: outside the gate
+    assert ids == []
+    tid, ids = run(50, 0.32)  # too different even where expected
+    assert ids == []
+    tid, ids = run(50, 0.28, TrackerConfig(reid_motion_thresh=0.0))  # the rule off
+    assert ids == []
 
 
 def test_track_embedding_ema_catches_up_on_observations_served_from_cache():

@@ -108,9 +108,9 @@ class SchedulerConfig:
             computed, can hand the box back to the lost track.
         near_lost_clear: lazy: cosine distance; a near_lost box embedded farther than this from a lost
             track's memory clears the pair (its track, that lost track): the box is not near_lost again
-            for ``near_lost_clear_frames`` frames (it is still computed when contested). 0.3 is above the
-            tracker's ``appearance_thresh`` and ``reid_unique_thresh`` (0.25): at that distance neither
-            the first association nor re-identification gives the lost track the box.
+            for ``near_lost_clear_frames`` frames (it is still computed when contested). 0.3 is the
+            tracker's ``reid_motion_thresh``, its loosest re-identification threshold: farther than it,
+            neither the first association nor re-identification gives the lost track the box.
         near_lost_clear_frames: lazy: frames a cleared pair stays cleared before it is checked again.
         young_samples: lazy: a track whose memory holds fewer fresh embeddings than this is critical.
         lazy_samples: lazy: clean looks kept per track (the newest) and embedded into its memory.
@@ -161,6 +161,11 @@ class TrackerConfig:
             unambiguous (see ``reid_margin``); at or below ``reid_thresh`` this never applies.
         reid_margin: unambiguous: every other lost track and detection in reach is at least this much
             further in cosine distance (a ratio test over both sides of the pair).
+        reid_motion_thresh: a re-identification up to this cosine distance is accepted too when the box
+            centre lies inside the lost track's Kalman gate (squared Mahalanobis distance to the predicted
+            centre at most 9.21, the chi-square 99% quantile for 2 degrees of freedom; DeepSORT's gated
+            appearance metric, arXiv 1703.07402). Its uncertainty grows with the frames it is lost;
+            at or below ``reid_thresh`` this never applies.
         fuse_score: multiply IoU similarity by detection confidence (BoT-SORT ``fuse_score``).
         gmc_method: camera motion compensation, ``sparseOptFlow``, ``ecc`` or ``none``
             (:mod:`mot_dinov3.gmc`); a static camera is detected and left uncorrected.
@@ -184,6 +189,7 @@ class TrackerConfig:
     reid_max_dist: float = 0.15
     reid_unique_thresh: float = 0.25
     reid_margin: float = 0.2
+    reid_motion_thresh: float = 0.3
     fuse_score: bool = True
     gmc_method: str = "sparseOptFlow"
     alpha: float = 0.9

@@ -9,14 +9,17 @@ the GMC warp (BoT-SORT, arXiv 2206.14651). :meth:`Tracker.update` then runs:
    or is unknown: after an occlusion, a box at the predicted place is often somebody else;
 2. still-unmatched confirmed tracks x low-score detections, IoU only (ByteTrack, arXiv 2110.06864);
 3. observation-centric recovery (OC-SORT, arXiv 2203.14360): the last observed box of each still
-   unmatched track x the remaining high-score detections, IoU only, for predictions that drifted;
+   unmatched track x the remaining high-score detections, by IoU, for predictions that drifted; step 1's
+   appearance veto applies (a box where a long-lost person was last seen is often somebody else);
 4. lost tracks x remaining high-score detections by appearance alone: the smallest cosine distance to
    the track's EMA or its gallery of the last ``nn_budget`` embeddings (DeepSORT, arXiv 1703.07402)
    below ``reid_thresh``, with the centres at most ``reid_max_dist`` image widths from the last
    observation: re-identification after occlusion. A pair up to ``reid_unique_thresh`` is accepted too
    when it is unambiguous: every other lost track and detection in reach is at least ``reid_margin``
-   further (a ratio test on both sides, :func:`~mot_dinov3.matching.unambiguous`). It runs before
-   tentative tracks get their boxes;
+   further (a ratio test on both sides, :func:`~mot_dinov3.matching.unambiguous`), and up to
+   ``reid_motion_thresh`` when the box centre is inside the track's Kalman gate (squared Mahalanobis
+   distance <= ``CHI2_99_2DOF``, DeepSORT's gated appearance metric; the gate widens with every frame
+   the track is lost). It runs before tentative tracks get their boxes;
 5. tentative tracks x remaining high-score detections (fused cost, threshold 0.7);
 6. life cycle: unmatched confirmed tracks become lost; lost tracks older than ``track_buffer``
    (frames at 30 fps, scaled by the real fps) are removed; unmatched tentative tracks are removed;
@@ -49,6 +52,7 @@ from mot_dinov3.track import Track, TrackOutput, TrackState, TrackView
 __all__ = ["Tracker", "Track", "TrackOutput", "TrackState", "TrackView"]
 
 TENTATIVE_MATCH_THRESH = 0.7  # BoT-SORT's threshold for unconfirmed tracks
+CHI2_99_2DOF = 9.21  # chi-square 99% quantile, 2 degrees of freedom: the Kalman gate on a box centre
 
 
 class Tracker:
@@ -218,6 +222,9 @@ class Tracker:
         left = [r_conf[i] for i in um2] + [pool[i] for i in um_pool if pool[i].state == TrackState.LOST]
         if left and len(remaining):
             cost = 1.0 - matching.iou_matrix(np.array([t.last_obs for t in left]), xyxy[remaining])
+            if embeddings is not None:
+                app = self._appearance(left, embeddings[remaining], gallery=False)
+                cost = np.where(self._appearance_veto(left, app), 1e3, cost)
             pairs3, _, um3 = matching.linear_assignment(cost, cfg.second_match_thresh, cfg.use_hungarian)
             for r, c in pairs3:
                 self._match(left[r], remaining[c], frame)
@@ -294,8 +301,14 @@ class Tracker:
         # detection in reach comes within reid_margin of the pair (nobody to confuse it with)
         accept = (cost <= cfg.reid_thresh) | ((cost <= cfg.reid_unique_thresh)
                                               & matching.unambiguous(cost, cfg.reid_margin))
+        if cfg.reid_motion_thresh > cfg.reid_thresh:  # DeepSORT: appearance inside the Kalman gate
+            centres = (f.xyxy[dets, :2] + f.xyxy[dets, 2:]) / 2
+            gate = motion.gating_distance(np.stack([t.mean for t in have]), np.stack([t.cov for t in have]),
+                                          centres) <= CHI2_99_2DOF
+            accept |= (cost <= cfg.reid_motion_thresh) & gate
         cost = np.where(accept, cost, 2.0)
-        pairs, _, um = matching.linear_assignment(cost, max(cfg.reid_thresh, cfg.reid_unique_thresh),
+        pairs, _, um = matching.linear_assignment(cost, max(cfg.reid_thresh, cfg.reid_unique_thresh,
+                                                      cfg.reid_motion_thresh),
                                                   cfg.use_hungarian)
         for r, c in pairs:
             self._match(have[r], dets[c], f)
