@@ -94,8 +94,8 @@ class SchedulerConfig:
             :func:`mot_dinov3.scheduler.plan.plan_actions`). ``None`` (default): lazy memory when the
             backend can embed buffered crops (dino, clip, onnx), the refresh rules otherwise (yolo). Lazy
             memory is the default because it computes a fifth of ``embed_all``'s embeddings (a quarter of
-            the refresh rules'), 0.1 HOTA (0.5 IDF1) below ``embed_all`` on the mean of seven detector
-            settings; no other rule found comes that close at 20% (``benchmarks/scheduler.py``).
+            the refresh rules'), level with ``embed_all`` on the mean of seven detector settings
+            (+0.07 HOTA, +0.2 IDF1); no other rule found comes that close at 20% (``benchmarks/scheduler.py``).
         contest_iou: lazy: track-detection pairs above this IoU are candidates; a detection whose group of
             candidates holds a second detection or track is critical (contested), one with no candidate
             is critical (weak continuity). 0.4 is where appearance enters the fused cost
