@@ -103,7 +103,9 @@ class Tracker:
         A high-score detection is read when it may start a track (``new_track_thresh``), when its IoU
         with a track's predicted box passes the proximity gate (fused cost, steps 1 and 5), when a lost
         track could take it in step 1 (IoU cost below ``match_thresh``: the appearance veto), or when it
-        is within ``reid_max_dist`` of a lost track (step 4). Low-score boxes are matched by IoU alone.
+        is within ``reid_max_dist`` of a lost track (step 4; the boxes step 3's veto reads overlap a lost
+        track's last observation, so they are in that reach too, except for boxes wider than about
+        60% of the frame, which fall back to IoU). Low-score boxes are matched by IoU alone.
 
         Args:
             xyxy: (N, 4) float32 detection boxes, pixels.
