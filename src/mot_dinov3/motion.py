@@ -50,11 +50,15 @@ def predict(means: np.ndarray, covs: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return means @ _F.T, _F @ covs @ _F.T + q
 
 
+def _measurement_var(w, h) -> np.ndarray:
+    """(..., 4) measurement noise variances of an xywh observation of a box of width ``w``, height ``h``."""
+    w, h = np.asarray(w, np.float64), np.asarray(h, np.float64)
+    return np.stack([STD_POSITION * w, STD_POSITION * h, STD_POSITION * w, STD_POSITION * h], axis=-1) ** 2
+
+
 def update(mean: np.ndarray, cov: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Correct one track with a (4,) xywh measurement; returns the new mean (8,) and covariance (8, 8)."""
-    w, h = mean[2], mean[3]
-    r = np.diag(np.array([STD_POSITION * w, STD_POSITION * h, STD_POSITION * w, STD_POSITION * h]) ** 2)
-    s = _H @ cov @ _H.T + r
+    s = _H @ cov @ _H.T + np.diag(_measurement_var(mean[2], mean[3]))
     gain = np.linalg.solve(s, (cov @ _H.T).T).T
     new_mean = mean + gain @ (z - _H @ mean)
     new_cov = cov - gain @ s @ gain.T
@@ -90,9 +94,7 @@ def gating_distance(means: np.ndarray, covs: np.ndarray, xy: np.ndarray) -> np.n
     """
     means = np.asarray(means, np.float64).reshape(-1, 8)
     xy = np.asarray(xy, np.float64).reshape(-1, 2)
-    r = np.zeros((len(means), 2, 2))
-    r[:, 0, 0] = (STD_POSITION * means[:, 2]) ** 2
-    r[:, 1, 1] = (STD_POSITION * means[:, 3]) ** 2
+    r = _measurement_var(means[:, 2], means[:, 3])[:, :2, None] * np.eye(2)  # (K, 2, 2) diagonal
     s = np.asarray(covs, np.float64).reshape(-1, 8, 8)[:, :2, :2] + r
     d = xy[None, :, :] - means[:, None, :2]  # (K, N, 2)
     return np.einsum("kni,kij,knj->kn", d, np.linalg.inv(s), d)
