@@ -37,14 +37,17 @@ class SequenceDetections:
     read_ms: np.ndarray
 
 
-def cache_path(seq: Path, det: DetectorConfig) -> Path:
+def cache_path(seq: Path, det: DetectorConfig, tag: str = "") -> Path:
+    """Cache file of ``seq``'s detections; ``tag`` tells apart derived copies of a sequence (same name)."""
     classes = "all" if det.classes is None else "-".join(map(str, det.classes))
-    return CACHE_DIR / f"{Path(det.model).stem}_{det.imgsz}_conf{det.conf:g}_cls{classes}" / f"{seq.name}.npz"
+    tag = f"_{tag}" if tag else ""
+    return CACHE_DIR / f"{Path(det.model).stem}_{det.imgsz}_conf{det.conf:g}_cls{classes}{tag}" / f"{seq.name}.npz"
 
 
-def load_or_detect(seq: Path, det: DetectorConfig, detector: Detector | None = None) -> SequenceDetections:
+def load_or_detect(seq: Path, det: DetectorConfig, detector: Detector | None = None,
+                   tag: str = "") -> SequenceDetections:
     """Detections of every frame of ``seq``, from the cache or computed (and cached) now."""
-    path = cache_path(seq, det)
+    path = cache_path(seq, det, tag)
     if path.is_file():
         z = np.load(path)
         split = np.cumsum(z["counts"])[:-1]

@@ -1,0 +1,500 @@
+"""Generalisation: our tracker and the Ultralytics trackers over conditions DEV does not stress.
+
+    python benchmarks/generalise.py --det-dir ../shared/weights \\
+        --reid ../shared/weights/osnet_x0_25_msmt17.onnx --data ../shared/data
+
+Each *condition* is a set of MOTChallenge sequences (gt included) seen through one detector *view*:
+
+=================  ====================================================================================
+``base``           MOT17-09 + TUD-Campus + TUD-Stadtmitte, yolov8n @960 (the peer table's detections)
+``fps/2, fps/3``   the same at every 2nd / 3rd frame (``seqinfo.ini`` frameRate and seqLength adjusted,
+                   gt renumbered): faster motion per frame, shorter occlusions in frames
+``scale0.5``       frames downscaled to 0.5x and detected at imgsz 480: smaller people, lower scores
+``imgsz640/1280``  the detector at another input size
+``yolo11n``        another detector
+``conf*0.7``       the base boxes with their scores x0.7 (a weaker detector; boxes under 0.1 dropped)
+``fps/2 conf*0.7`` both: the low-score crowd at a lower frame rate
+``dense``          MOT17-09's densest 150 frames (most gt boxes)
+``mini``           the MOT17-mini sequences (dense, moving cameras; 4-8 frames: detection coverage)
+=================  ====================================================================================
+
+Derived sequences live under ``benchmarks/cache/generalise/<condition>/`` (images are links to
+``--data``, or downscaled copies). Detections are cached per view (``common.load_or_detect``) and every
+detection's embedding is computed once per view and cached too (:class:`CachedEmbedder`, embeddings
+are deterministic), so a replay of tracker + scheduler reads vectors instead of running the model.
+Rows: our default (lazy memory), no ReID and ``--embed-all``, and Ultralytics ``bytetrack``,
+``botsort`` and ``ocsort`` with their default YAML (their scores are cached: they do not depend on
+ours). ``--set key=value`` changes our tracker or scheduler config; ``--ablate`` runs each named
+ablation of :data:`ABLATIONS` as well. Prints markdown tables (per condition: HOTA, DetA, AssA, IDF1,
+IDSW; a summary of ours minus the best peer, mean and worst case) and writes JSON
+(``benchmarks/results/generalise.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import configparser
+import contextlib
+import dataclasses
+import io
+import json
+import os
+import sys
+import tempfile
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import (CACHE_DIR, RESULTS_DIR, ReplayDetector, SequenceDetections, cache_path,  # noqa: E402
+                    load_or_detect, machine_info, run_ultralytics_tracker, write_json)
+
+from mot_dinov3 import pipeline  # noqa: E402
+from mot_dinov3.config import (DetectorConfig, EmbedderConfig, OutputConfig, RunConfig,  # noqa: E402
+                               SchedulerConfig, TrackerConfig)
+from mot_dinov3.detector import Detections  # noqa: E402
+from mot_dinov3.evaluate import COMBINED, evaluate  # noqa: E402
+from mot_dinov3.features.factory import create_embedder  # noqa: E402
+from mot_dinov3.io import read_seqinfo  # noqa: E402
+
+GEN_DIR = CACHE_DIR / "generalise"
+DEV = ("MOT17/train/MOT17-09-FRCNN", "MOT15/train/TUD-Campus", "MOT15/train/TUD-Stadtmitte")
+MINI = tuple(f"MOT17-mini/train/MOT17-{n}-FRCNN" for n in ("02", "04", "05", "10", "11", "13"))
+PEERS = ("bytetrack", "botsort", "ocsort")
+METRICS = ("HOTA", "DetA", "AssA", "IDF1", "IDSW", "FP", "FN")
+
+
+@dataclass(frozen=True)
+class View:
+    """A detector view of the original frames: weights file stem, imgsz and image scale."""
+
+    weights: str
+    imgsz: int
+    scale: float = 1.0
+
+
+@dataclass(frozen=True)
+class Condition:
+    """Sequences of one view, optionally subsampled (``step``), cut to a window or with scores scaled."""
+
+    name: str
+    view: View
+    seqs: tuple[str, ...] = DEV
+    step: int = 1
+    conf_scale: float = 1.0
+    dense_window: int = 0  # > 0: only the densest this-many frames (by gt boxes)
+
+
+V960 = View("yolov8n_from_int8", 960)
+CONDITIONS = (
+    Condition("base", V960),
+    Condition("fps/2", V960, step=2),
+    Condition("fps/3", V960, step=3),
+    Condition("scale0.5", View("yolov8n_from_int8", 480, 0.5)),
+    Condition("imgsz640", View("yolov8n_from_int8", 640)),
+    Condition("imgsz1280", View("yolov8n_from_int8", 1280)),
+    Condition("yolo11n", View("yolo11n_from_int8", 960)),
+    Condition("conf*0.7", V960, conf_scale=0.7),
+    Condition("fps/2 conf*0.7", V960, step=2, conf_scale=0.7),
+    Condition("dense", V960, seqs=(DEV[0],), dense_window=150),
+    Condition("mini", V960, seqs=MINI),
+)
+
+
+
+def _no_veto(self, tracks, app):
+    return np.zeros(app.shape, bool)
+
+
+def _no_recovery(self, left, dets, f):
+    return dets
+
+
+def _no_catch_up(self, t, e):
+    self._absorb(t, e, 1)
+    t.last_embed_frame, t.embedded_now, t.reused_obs = self.frame, True, 0
+
+
+# name: (tracker overrides, scheduler overrides, Tracker method replaced): each switches one rule off
+ABLATIONS: dict[str, tuple[dict, dict, tuple[str, object] | None]] = {
+    "low-score stage (ByteTrack)": ({"track_low_thresh": 1.0}, {}, None),
+    "appearance veto": ({}, {}, ("_appearance_veto", _no_veto)),
+    "last-observation recovery (OC-SORT)": ({}, {}, ("_recover", _no_recovery)),
+    "re-ID (all tiers)": ({"reid_thresh": 0.0, "reid_unique_thresh": 0.0, "reid_motion_thresh": 0.0}, {}, None),
+    "re-ID ratio tier": ({"reid_unique_thresh": 0.0}, {}, None),
+    "re-ID Kalman tier": ({"reid_motion_thresh": 0.0}, {}, None),
+    "gallery": ({"nn_budget": 0}, {}, None),
+    "gallery overlap filter": ({"gallery_overlap_thresh": 1.0}, {}, None),
+    "fuse_score": ({"fuse_score": False}, {}, None),
+    "GMC": ({"gmc_method": "none"}, {}, None),
+    "min_hits": ({"min_hits": 1}, {}, None),
+    "EMA catch-up": ({}, {}, ("_update_embedding", _no_catch_up)),
+    "near_lost": ({}, {"near_lost_frames": 0}, None),
+    "near_lost for new tracks": ({}, {"near_lost_new_frames": -1}, None),
+    "near_lost clearing": ({}, {"near_lost_clear_frames": 0}, None),
+    "young memories": ({}, {"young_samples": 0}, None),
+    "buffered looks": ({}, {"lazy_samples": 0}, None),
+}
+
+
+class CachedEmbedder:
+    """A :class:`~mot_dinov3.features.base.CropEmbedder` that looks embeddings up instead of computing them.
+
+    ``vectors[f]`` holds the (N_f, D) embeddings of frame ``f``'s detections (0-based, in detection order);
+    the frame is the one the :class:`~common.ReplayDetector` returned last. ``crop`` returns the vectors
+    themselves as the "crops", so lazy memory's buffered looks embed to exactly what they were.
+    """
+
+    name = "onnx"
+    uses_detector_features = False
+    cost_free = False
+
+    def __init__(self, frames: list[Detections], vectors: list[np.ndarray], replay: ReplayDetector):
+        self.frames, self.vectors, self.replay = frames, vectors, replay
+        self.dim = int(next((v.shape[1] for v in vectors if len(v)), 512))
+
+    def _rows(self, xyxy: np.ndarray) -> np.ndarray:
+        f = self.replay._next - 1
+        index = {b.tobytes(): i for i, b in enumerate(np.ascontiguousarray(self.frames[f].xyxy, np.float32))}
+        rows = [index[b.tobytes()] for b in np.ascontiguousarray(xyxy, np.float32)]
+        return self.vectors[f][rows]
+
+    def embed(self, image, xyxy, det_feats=None):
+        return self._rows(xyxy)
+
+    def crop(self, image, xyxy):
+        return list(self._rows(xyxy))
+
+    def embed_crops(self, crops):
+        return np.stack(crops) if crops else np.zeros((0, self.dim), np.float32)
+
+    def synchronize(self) -> None:
+        pass
+
+
+# -- building the conditions ----------------------------------------------------------------------
+
+def _write_seqinfo(dst: Path, info: dict, length: int, fps: float, wh: tuple[int, int]) -> None:
+    ini = configparser.ConfigParser()
+    ini.optionxform = str
+    ini["Sequence"] = {"name": dst.name, "imDir": "img1", "frameRate": f"{fps:g}", "seqLength": str(length),
+                       "imWidth": str(wh[0]), "imHeight": str(wh[1]), "imExt": info.get("imext", ".jpg")}
+    with open(dst / "seqinfo.ini", "w") as f:
+        ini.write(f)
+
+
+def _frames(seq: Path) -> list[Path]:
+    info = read_seqinfo(seq)
+    return sorted((seq / info.get("imdir", "img1")).glob("*" + info.get("imext", ".jpg")))
+
+
+def view_sequence(data: Path, rel: str, view: View) -> Path:
+    """The original sequence, or its frames and gt downscaled by ``view.scale`` (made once)."""
+    src = data / rel
+    if view.scale == 1.0:
+        return src
+    dst = GEN_DIR / f"_x{view.scale:g}" / src.name
+    if (dst / "seqinfo.ini").is_file():
+        return dst
+    (dst / "img1").mkdir(parents=True, exist_ok=True)
+    (dst / "gt").mkdir(exist_ok=True)
+    files = _frames(src)
+    for p in files:
+        im = cv2.imread(str(p))
+        small = cv2.resize(im, None, fx=view.scale, fy=view.scale, interpolation=cv2.INTER_AREA)
+        cv2.imwrite(str(dst / "img1" / p.name), small, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    rows = []
+    for line in (src / "gt" / "gt.txt").read_text().splitlines():
+        c = line.split(",")
+        c[2:6] = [f"{float(v) * view.scale:.2f}" for v in c[2:6]]
+        rows.append(",".join(c))
+    (dst / "gt" / "gt.txt").write_text("\n".join(rows) + "\n")
+    info = read_seqinfo(src)
+    _write_seqinfo(dst, info, len(files), float(info["framerate"]), (small.shape[1], small.shape[0]))
+    return dst
+
+
+def _gt_counts(seq: Path, n: int) -> np.ndarray:
+    counts = np.zeros(n + 1, int)
+    for line in (seq / "gt" / "gt.txt").read_text().splitlines():
+        c = line.split(",")
+        keep = len(c) < 9 or (c[6] == "1" and c[7] == "1")  # MOT17: pedestrians that count
+        if keep and 1 <= int(c[0]) <= n:
+            counts[int(c[0])] += 1
+    return counts[1:]
+
+
+def kept_frames(cond: Condition, seq: Path, n: int) -> np.ndarray:
+    """0-based indices of the original frames a condition keeps."""
+    if cond.dense_window:
+        w = min(cond.dense_window, n)
+        sums = np.convolve(_gt_counts(seq, n), np.ones(w, int), "valid")
+        start = int(np.argmax(sums))
+        return np.arange(start, start + w)
+    return np.arange(0, n, cond.step)
+
+
+def condition_sequence(cond: Condition, src: Path, keep: np.ndarray) -> Path:
+    """A MOTChallenge folder holding only the kept frames (renumbered) and their gt; ``src`` itself
+    when every frame is kept."""
+    files = _frames(src)
+    if len(keep) == len(files):
+        return src
+    dst = GEN_DIR / cond.name.replace("/", "_").replace("*", "x").replace(" ", "_") / src.name
+    if (dst / "seqinfo.ini").is_file():
+        return dst
+    (dst / "img1").mkdir(parents=True, exist_ok=True)
+    (dst / "gt").mkdir(exist_ok=True)
+    new = {int(k) + 1: i + 1 for i, k in enumerate(keep)}  # old 1-based frame -> new
+    for old, i in new.items():
+        link = dst / "img1" / f"{i:06d}{files[old - 1].suffix}"
+        if not link.exists():
+            link.symlink_to(files[old - 1].resolve())
+    rows = []
+    for line in (src / "gt" / "gt.txt").read_text().splitlines():
+        c = line.split(",")
+        if int(c[0]) in new:
+            c[0] = str(new[int(c[0])])
+            rows.append(",".join(c))
+    (dst / "gt" / "gt.txt").write_text("\n".join(rows) + "\n")
+    info = read_seqinfo(src)
+    im = cv2.imread(str(files[0]))
+    _write_seqinfo(dst, info, len(keep), float(info["framerate"]) / cond.step, (im.shape[1], im.shape[0]))
+    return dst
+
+
+def view_embeddings(seq: Path, det: DetectorConfig, dets: SequenceDetections, reid: str,
+                    tag: str) -> list[np.ndarray]:
+    """Every detection's embedding, computed once with the ``onnx`` backend and cached beside the detections."""
+    path = cache_path(seq, det, tag).with_suffix(f".{Path(reid).stem}.npz")
+    counts = [len(d) for d in dets.frames]
+    if path.is_file():
+        z = np.load(path)
+        return np.split(z["vectors"], np.cumsum(counts)[:-1])
+    embedder = create_embedder(EmbedderConfig(name="onnx", model=reid))
+    from mot_dinov3.io import FrameSource
+
+    out = []
+    source = FrameSource(seq)
+    for frame, d in zip(source, dets.frames):
+        out.append(embedder.embed(frame.image, d.xyxy) if len(d) else np.zeros((0, embedder.dim), np.float32))
+    source.close()
+    np.savez(path, vectors=np.concatenate(out).astype(np.float32))
+    return out
+
+
+@dataclass
+class Prepared:
+    """One condition's sequences with their detections and embeddings."""
+
+    seqs: list[Path]
+    dets: dict[Path, SequenceDetections]
+    vectors: dict[Path, list[np.ndarray]]
+
+
+def prepare(cond: Condition, data: Path, det_dir: Path, reid: str) -> Prepared:
+    det = DetectorConfig(model=str(det_dir / f"{cond.view.weights}.pt"), conf=0.1, imgsz=cond.view.imgsz, classes=[0])
+    out = Prepared([], {}, {})
+    for rel in cond.seqs:
+        src = view_sequence(data, rel, cond.view)
+        tag = f"x{cond.view.scale:g}" if cond.view.scale != 1.0 else ""
+        full = load_or_detect(src, det, tag=tag)
+        vec = view_embeddings(src, det, full, reid, tag)
+        keep = kept_frames(cond, src, len(full.frames))
+        seq = condition_sequence(cond, src, keep)
+        frames, vectors = [], []
+        for k in keep:
+            d, v = full.frames[k], vec[k]
+            if cond.conf_scale != 1.0:
+                conf = d.conf * cond.conf_scale
+                m = conf >= det.conf
+                d, v = Detections(d.xyxy[m], conf[m].astype(np.float32), d.cls[m], d.feats[m]), v[m]
+            frames.append(d)
+            vectors.append(v)
+        out.seqs.append(seq)
+        out.dets[seq] = SequenceDetections(frames, full.detect_ms[keep], full.read_ms[keep])
+        out.vectors[seq] = vectors
+    return out
+
+
+# -- running -------------------------------------------------------------------------------------
+
+def scores(seqs: list[Path], res_dir: Path) -> dict:
+    gt_root = Path(os.path.commonpath([str(s.parent) for s in seqs]))
+    with contextlib.redirect_stdout(io.StringIO()):
+        res = evaluate(gt_root, res_dir, [s.name for s in seqs])
+    return {m: res[COMBINED][m] for m in METRICS}
+
+
+def run_ours(prep: Prepared, tracker: TrackerConfig, sched: SchedulerConfig | None, res_dir: Path) -> dict:
+    """Our pipeline on the condition's cached detections and embeddings; ``sched`` None: no ReID."""
+    computed = frames = 0
+    track_ms = 0.0
+    for seq in prep.seqs:
+        replay = ReplayDetector(prep.dets[seq])
+        embedder = None if sched is None else CachedEmbedder(prep.dets[seq].frames, prep.vectors[seq], replay)
+        cfg = RunConfig(source=str(seq), tracker=tracker, scheduler=sched or SchedulerConfig(),
+                        embedder=EmbedderConfig(name="none") if embedder is None else EmbedderConfig(name="onnx"),
+                        output=OutputConfig(video=None, mot_txt=str(res_dir / f"{seq.name}.txt"), progress=False))
+        s = pipeline.run(cfg, embedder=embedder, detector=replay)
+        if s.interrupted:
+            raise KeyboardInterrupt
+        computed += s.embeddings_computed
+        frames += s.frames
+        track_ms += s.stage_mean_ms["track"] * s.frames
+    return {"embeddings_computed": computed, "frames": frames, "track_ms_per_frame": track_ms / max(frames, 1)}
+
+
+def parse_sets(items: list[str]) -> tuple[dict, dict]:
+    """``key=value`` overrides split into tracker and scheduler fields (YAML-parsed values)."""
+    import yaml
+
+    tk = {f.name for f in dataclasses.fields(TrackerConfig)}
+    sk = {f.name for f in dataclasses.fields(SchedulerConfig)}
+    t, s = {}, {}
+    for item in items:
+        key, _, value = item.partition("=")
+        if key in tk:
+            t[key] = yaml.safe_load(value)
+        elif key in sk:
+            s[key] = yaml.safe_load(value)
+        else:
+            raise SystemExit(f"--set {item}: unknown key {key!r}")
+    return t, s
+
+
+def _job(args) -> tuple[str, str, dict]:
+    """One (row, condition) replay in a worker process."""
+    row, cond, kind, spec, data, det_dir, reid = args
+    prep = prepare(cond, data, det_dir, reid)
+    with tempfile.TemporaryDirectory() as tmp:
+        res = Path(tmp) / "res"
+        res.mkdir()
+        if kind == "peer":
+            ms = [run_ultralytics_tracker(spec, s, prep.dets[s], res / f"{s.name}.txt")["track_ms_per_frame"]
+                  for s in prep.seqs]
+            out = {"track_ms_per_frame": float(np.mean(ms))}
+        else:
+            from mot_dinov3.tracker import Tracker
+
+            t_over, s_over, mode, patch = spec
+            tracker = replace(TrackerConfig(), **t_over)
+            sched = None if mode == "none" else replace(SchedulerConfig(), embed_all=mode == "all", **s_over)
+            original = getattr(Tracker, patch[0]) if patch else None
+            try:
+                if patch:  # workers are reused: the method is put back below
+                    setattr(Tracker, *patch)
+                out = run_ours(prep, tracker, sched, res)
+            finally:
+                if patch:
+                    setattr(Tracker, patch[0], original)
+        out.update(scores(prep.seqs, res))
+    return row, cond.name, out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default="../shared/data", help="folder holding MOT17/, MOT15/, MOT17-mini/")
+    ap.add_argument("--det-dir", default="../shared/weights", help="folder holding the YOLO .pt weights")
+    ap.add_argument("--reid", default="../shared/weights/osnet_x0_25_msmt17.onnx", help="ONNX ReID model")
+    ap.add_argument("--conditions", nargs="*", help="run only these conditions (default: all)")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="our tracker / scheduler overrides")
+    ap.add_argument("--rows", nargs="*", default=["default", "no ReID", "embed-all"],
+                    help="our rows: default, no ReID, embed-all")
+    ap.add_argument("--ablate", nargs="*", help="also run these ablations (no names: all of ABLATIONS)")
+    ap.add_argument("--variant", nargs="+", action="append", default=[], metavar="NAME [KEY=VALUE ...]",
+                    help="also run our default with these overrides (on top of --set), as row NAME; repeatable")
+    ap.add_argument("--no-peers", action="store_true", help="skip the Ultralytics trackers")
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--json", default=str(RESULTS_DIR / "generalise.json"))
+    a = ap.parse_args()
+
+    data, det_dir = Path(a.data), Path(a.det_dir)
+    conds = [c for c in CONDITIONS if not a.conditions or c.name in a.conditions]
+    t_over, s_over = parse_sets(a.set)
+    modes = {"default": "lazy", "no ReID": "none", "embed-all": "all"}
+    ours = {f"ours, {r}": (t_over, s_over, modes[r], None) for r in a.rows}
+    if a.ablate is not None:
+        for name in a.ablate or ABLATIONS:
+            t, s, patch = ABLATIONS[name]
+            ours[f"ours, -{name}"] = ({**t_over, **t}, {**s_over, **s}, "lazy", patch)
+    for name, *items in a.variant:
+        t, s = parse_sets(items)
+        ours[f"ours, {name}"] = ({**t_over, **t}, {**s_over, **s}, "lazy", None)
+    for c in conds:  # detections and embeddings once, in this process
+        prepare(c, data, det_dir, a.reid)
+    peer_cache = GEN_DIR / "peers.json"
+    peers = json.loads(peer_cache.read_text()) if peer_cache.is_file() else {}
+    jobs = [(row, c, "ours", spec, data, det_dir, a.reid) for row, spec in ours.items() for c in conds]
+    if not a.no_peers:
+        jobs += [(f"Ultralytics {k}", c, "peer", k, data, det_dir, a.reid) for k in PEERS for c in conds
+                 if f"{k}|{c.name}" not in peers]
+    rows: dict[str, dict[str, dict]] = {}
+    with ProcessPoolExecutor(max_workers=a.workers) as pool:
+        for row, cname, out in pool.map(_job, jobs):
+            rows.setdefault(row, {})[cname] = out
+            if row.startswith("Ultralytics"):
+                peers[f"{row.split()[1]}|{cname}"] = out
+            print(f"{row} / {cname}: HOTA {100 * out['HOTA']:.2f} IDF1 {100 * out['IDF1']:.2f}",
+                  file=sys.stderr, flush=True)
+    if not a.no_peers:
+        write_json(peer_cache, peers)
+        for k in PEERS:
+            rows[f"Ultralytics {k}"] = {c.name: peers[f"{k}|{c.name}"] for c in conds}
+    report = tables(rows, [c.name for c in conds])
+    print(report)
+    write_json(Path(a.json), {"conditions": [dataclasses.asdict(c) for c in conds], "set": a.set,
+                              "machine": machine_info(), "rows": rows, "summary": summary(rows, [c.name for c in conds])})
+    print(f"\nwrote {a.json}")
+
+
+def summary(rows: dict, conds: list[str]) -> dict:
+    """Per our row: HOTA and IDF1 minus the best peer per condition, mean and worst; embeddings vs embed-all."""
+    peers = [r for r in rows if r.startswith("Ultralytics")]
+    out = {}
+    for name, per in rows.items():
+        if name in peers:
+            continue
+        s = {}
+        for m in ("HOTA", "IDF1"):
+            if peers:
+                d = [per[c][m] - max(rows[p][c][m] for p in peers) for c in conds]
+                s[f"{m} - best peer mean"], s[f"{m} - best peer worst"] = float(np.mean(d)), float(np.min(d))
+                s[f"{m} worst condition"] = conds[int(np.argmin(d))]
+            s[f"{m} mean"] = float(np.mean([per[c][m] for c in conds]))
+        base = rows.get("ours, embed-all")
+        if base and "embeddings_computed" in per[conds[0]]:
+            s["computed vs embed-all"] = sum(per[c]["embeddings_computed"] for c in conds) / max(
+                sum(base[c]["embeddings_computed"] for c in conds), 1)
+        s["track ms/frame"] = float(np.mean([per[c].get("track_ms_per_frame", 0.0) for c in conds]))
+        out[name] = s
+    return out
+
+
+def tables(rows: dict, conds: list[str]) -> str:
+    lines = ["| config | " + " | ".join(conds) + " |", "|---" + "|---:" * len(conds) + "|"]
+    for name, per in rows.items():
+        lines.append(f"| {name} | " + " | ".join(
+            f"{100 * per[c]['HOTA']:.1f} / {100 * per[c]['IDF1']:.1f}" for c in conds) + " |")
+    lines += ["", "HOTA / IDF1 per condition (above); DetA / AssA / IDSW:", "",
+              "| config | " + " | ".join(conds) + " |", "|---" + "|---:" * len(conds) + "|"]
+    for name, per in rows.items():
+        lines.append(f"| {name} | " + " | ".join(
+            f"{100 * per[c]['DetA']:.1f} / {100 * per[c]['AssA']:.1f} / {per[c]['IDSW']}" for c in conds) + " |")
+    summ = summary(rows, conds)
+    if summ:
+        keys = list(next(iter(summ.values())))
+        lines += ["", "| config | " + " | ".join(keys) + " |", "|---" + "|---:" * len(keys) + "|"]
+        for name, s in summ.items():
+            cells = [(f"{100 * v:+.2f}" if "peer" in k else f"{100 * v:.2f}") if isinstance(v, float) and "ms" not in k
+                     and "vs" not in k else (f"{100 * v:.1f}%" if "vs" in k else
+                                             (f"{v:.2f}" if isinstance(v, float) else str(v))) for k, v in s.items()]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
