@@ -13,7 +13,7 @@ from mot_dinov3 import pipeline  # noqa: E402
 from mot_dinov3.config import DetectorConfig, EmbedderConfig, OutputConfig, RunConfig, SchedulerConfig  # noqa: E402
 from mot_dinov3.features.factory import create_embedder  # noqa: E402
 from mot_dinov3.io import read_mot_txt  # noqa: E402
-from mot_dinov3.tracker import Tracker  # noqa: E402
+from mot_dinov3.gating import Gating  # noqa: E402
 
 
 @pytest.mark.slow
@@ -33,8 +33,8 @@ def test_skipping_unread_embeddings_changes_no_track(tmp_path, monkeypatch, yolo
 
     shipped, tracks = run("shipped")
     with monkeypatch.context() as m:  # every high-score box wanted, as before reads_embedding
-        m.setattr(Tracker, "reads_embedding",
-                  lambda self, xyxy, conf, w, reach=None: conf >= self.cfg.track_high_thresh)
+        m.setattr(Gating, "reads_embedding",
+                  lambda self, views, xyxy, conf, reach: conf >= self.cfg.track_high_thresh)
         every, tracks_every = run("every")
     np.testing.assert_array_equal(tracks, tracks_every)
     assert shipped.embeddings_computed < every.embeddings_computed

@@ -3,15 +3,18 @@
 import numpy as np
 
 from mot_dinov3.config import TrackerConfig
+from mot_dinov3.gating import Gating
 from mot_dinov3.tracker import Tracker, TrackState
 
 
 def step(tr, boxes, embs=None, conf=0.9):
+    """One frame; an all-zero row of ``embs`` stands for an embedding that was not computed (unknown)."""
     tr.predict()
     xyxy = np.array(boxes, np.float32).reshape(-1, 4)
     n = len(xyxy)
-    return tr.update(xyxy, np.full(n, conf, np.float32), np.zeros(n, np.int64),
-                     None if embs is None else np.array(embs, np.float32), None, (1000, 500))
+    e = None if embs is None else np.array(embs, np.float32).reshape(n, -1) if n else np.zeros((0, 4), np.float32)
+    return tr.update(xyxy, np.full(n, conf, np.float32), np.zeros(n, np.int64), (1000, 500), e,
+                     None if e is None else np.abs(e).any(axis=1))
 
 
 def unit(i, d=4):
@@ -92,7 +95,7 @@ def test_camera_motion_warp_keeps_ids_when_the_whole_scene_shifts():
             warp = np.array([[1, 0, 60], [0, 1, 0]], float) if use_warp and k else None
             tr.predict(warp)
             xyxy = np.array([[100 + dx, 100, 140 + dx, 200], [300 + dx, 100, 340 + dx, 200]], np.float32)
-            out = tr.update(xyxy, np.full(2, 0.9, np.float32), np.zeros(2, np.int64), None, None, (1000, 500))
+            out = tr.update(xyxy, np.full(2, 0.9, np.float32), np.zeros(2, np.int64), (1000, 500))
             ids.append(tuple(o.track_id for o in out))
         return ids
     with_warp = run(True)
@@ -157,7 +160,8 @@ def test_reads_embedding_names_the_boxes_whose_embedding_association_can_read():
     tr = Tracker(TrackerConfig())  # high 0.45, new 0.6, proximity 0.6 (IoU > 0.4), reid_max_dist 0.15
     step(tr, [[100, 100, 140, 200], [600, 100, 640, 200]], [unit(0), unit(1)])
     step(tr, [[100, 100, 140, 200]], [unit(0)])  # the track at 600 is lost now
-    tr.predict()
+    views = tr.predict()
+    gates = Gating(tr.cfg)
     xyxy = np.array([[102, 100, 142, 200],   # on track 1 (IoU > 0.4): fused cost
                      [300, 100, 340, 200],   # far from every track, cannot start one: never read
                      [300, 100, 340, 200],   # ... but confident enough to start a track
@@ -165,14 +169,15 @@ def test_reads_embedding_names_the_boxes_whose_embedding_association_can_read():
                      [102, 100, 142, 200]],  # low score: IoU only
                     np.float32)
     conf = np.array([0.5, 0.5, 0.7, 0.5, 0.3], np.float32)
-    assert tr.reads_embedding(xyxy, conf, 1000).tolist() == [True, False, True, True, False]
-    assert tr.reads_embedding(xyxy, conf, 300).tolist() == [True, False, True, False, False]  # 0.27 widths
+    reach = gates.reid_reach(views, xyxy, 1000)
+    assert gates.reads_embedding(views, xyxy, conf, reach).tolist() == [True, False, True, True, False]
+    reach300 = gates.reid_reach(views, xyxy, 300)
+    assert gates.reads_embedding(views, xyxy, conf, reach300).tolist() == [True, False, True, False, False]  # 0.27
     # the distance gate on its own, per track (columns as predict's views): only the lost track has reach
     assert [t.track_id for t in tr.tracks] == [1, 2] and tr.tracks[1].state == TrackState.LOST
-    reach = tr.reid_reach(xyxy, 1000)
     assert reach.shape == (5, 2) and not reach[:, 0].any()
     assert reach[:, 1].tolist() == [False, False, False, True, False]  # 0.50, 0.30, 0.30, 0.08, 0.50 widths
-    assert not tr.reid_reach(xyxy, 300).any()
+    assert not reach300.any()
 
 
 def test_views_carry_the_frame_each_track_started():
@@ -286,12 +291,12 @@ def test_track_embedding_ema_catches_up_on_observations_served_from_cache():
     def run(fresh_between):
         tr = Tracker(TrackerConfig(alpha=alpha))
         tr.predict()
-        tr.update(box, one, cls, look_a[None], np.ones(1, bool))
+        tr.update(box, one, cls, (1000, 500), look_a[None], fresh=np.ones(1, bool))
         for _ in range(k):
             tr.predict()
-            tr.update(box, one, cls, look_a[None], np.full(1, fresh_between))
+            tr.update(box, one, cls, (1000, 500), look_a[None], fresh=np.full(1, fresh_between))
         tr.predict()
-        tr.update(box, one, cls, look_b[None], np.ones(1, bool))
+        tr.update(box, one, cls, (1000, 500), look_b[None], fresh=np.ones(1, bool))
         return tr.tracks[0].embedding
 
     w = alpha ** (k + 1)
@@ -301,19 +306,19 @@ def test_track_embedding_ema_catches_up_on_observations_served_from_cache():
                                / np.linalg.norm(alpha * look_a + (1 - alpha) * look_b), atol=1e-6)
 
 
-def test_feed_memory_weighs_earlier_looks_by_their_frame_gap():
+def test_update_appearance_weighs_earlier_looks_by_their_frame_gap():
     cfg = TrackerConfig(alpha=0.9, nn_budget=10)
     tr = Tracker(cfg)
     step(tr, [[0, 0, 50, 100]], [unit(0)])  # frame 1: fresh embedding
     for _ in range(5):  # frames 2-6: served from cache
         tr.predict()
         tr.update(np.array([[0, 0, 50, 100]], np.float32), np.array([0.9], np.float32), np.array([0]),
-                  np.array([unit(0)], np.float32), np.array([False]))
+                  (1000, 500), np.array([unit(0)], np.float32), fresh=np.array([False]))
     t = tr.tracks[0]
     assert t.last_embed_frame == 1 and t.reused_obs == 5 and t.samples == 1
     tr.predict()
-    tr.feed_memory(t.track_id, np.array([5, 3]), np.array([unit(2), unit(1)], np.float32))
-    tr.feed_memory(99, np.array([6]), np.array([unit(3)], np.float32))  # unknown id: ignored
+    tr.update_appearance(t.track_id, np.array([5, 3]), np.array([unit(2), unit(1)], np.float32))
+    tr.update_appearance(99, np.array([6]), np.array([unit(3)], np.float32))  # unknown id: ignored
     e = unit(0)
     for gap, new in ((2, unit(1)), (2, unit(2))):  # frame 3 after 1, frame 5 after 3: alpha**2 each
         e = 0.9 ** gap * e + (1 - 0.9 ** gap) * new
@@ -321,5 +326,5 @@ def test_feed_memory_weighs_earlier_looks_by_their_frame_gap():
     np.testing.assert_allclose(t.embedding, e, atol=1e-6)
     assert t.last_embed_frame == 5 and t.reused_obs == 0 and t.samples == 3 and len(t.gallery) == 3
     assert not t.embedded_now  # nothing was embedded for this frame's detection
-    tr.feed_memory(t.track_id, np.array([4]), np.array([unit(3)], np.float32))  # older than the memory
+    tr.update_appearance(t.track_id, np.array([4]), np.array([unit(3)], np.float32))  # older than the memory
     assert t.samples == 3

@@ -138,6 +138,15 @@ class SchedulerConfig:
     lazy_window: int = 15
     look_overlap_thr: float = 0.3
 
+    def derived(self, tracker: TrackerConfig) -> SchedulerConfig:
+        """This config with the thresholds that mirror the tracker's set from it: ``contest_iou`` (where
+        appearance enters the fused cost, ``1 - proximity_thresh``), ``near_lost_clear`` (the loosest
+        re-identification threshold) and ``look_overlap_thr`` (``gallery_overlap_thresh``: only looks
+        the tracker would keep may enter a memory)."""
+        return dataclasses.replace(
+            self, contest_iou=1.0 - tracker.proximity_thresh, look_overlap_thr=tracker.gallery_overlap_thresh,
+            near_lost_clear=max(tracker.reid_thresh, tracker.reid_unique_thresh, tracker.reid_motion_thresh))
+
 
 @dataclass
 class TrackerConfig:

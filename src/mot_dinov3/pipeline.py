@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import signal
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -23,15 +24,15 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from mot_dinov3.api import MultiObjectTracker
 from mot_dinov3.config import RunConfig
 from mot_dinov3.detector import Detector
 from mot_dinov3.features.base import Embedder
 from mot_dinov3.features.factory import FEATURE_BACKENDS, create_embedder
-from mot_dinov3.gmc import CameraMotion
+from mot_dinov3.gmc import check_method
 from mot_dinov3.io import FrameSource, MotWriter, VideoWriter, ensure_writable, prefetch
 from mot_dinov3.profiling import RunSummary, StageTimer, summarize
-from mot_dinov3.scheduler import EmbeddingScheduler
-from mot_dinov3.tracker import TrackState, Tracker
+from mot_dinov3.track import TrackState
 from mot_dinov3.viz import DrawStyle, draw_tracks
 
 
@@ -66,9 +67,25 @@ def run(cfg: RunConfig, embedder: Embedder | None = None, detector: Detector | N
     Raises:
         UserError: bad source, unwritable output, model loading problems.
     """
+    summary: list[RunSummary] = []
+    for _ in frames(cfg, embedder, detector, summary):
+        pass
+    return summary[0]
+
+
+def frames(cfg: RunConfig, embedder: Embedder | None = None, detector: Detector | None = None,
+           summary: list[RunSummary] | None = None) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """:func:`run`, yielding ``(frame_index, image, tracks)`` after each frame is written: the 1-based
+    index, the (H, W, 3) uint8 BGR image and the (M, 8) float32 tracks of
+    :meth:`mot_dinov3.api.MultiObjectTracker.update`. Outputs are closed when the generator ends or is
+    closed; the run summary is appended to ``summary`` (when given).
+
+    Raises:
+        UserError: as :func:`run`.
+    """
     out = cfg.output
     source = FrameSource(cfg.source)
-    camera = CameraMotion(cfg.tracker.gmc_method)  # checks the method name before models load
+    check_method(cfg.tracker.gmc_method)  # before models load
     for path, flag in ((out.mot_txt, "--save-mot"), (out.json, "--save-json"), (out.video, "--output")):
         if path:
             ensure_writable(path, flag)  # fail before loading models
@@ -76,78 +93,64 @@ def run(cfg: RunConfig, embedder: Embedder | None = None, detector: Detector | N
     capture = embedder.uses_detector_features if embedder is not None else cfg.embedder.name in FEATURE_BACKENDS
     detector = detector or Detector(replace(cfg.detector, capture_features=capture))
     embedder = embedder or create_embedder(cfg.embedder)  # None: --embedder none, motion only
-    sched_cfg = replace(cfg.scheduler, embed_all=cfg.scheduler.embed_all or bool(embedder and embedder.cost_free),
-                        look_overlap_thr=cfg.tracker.gallery_overlap_thresh)
-    scheduler = EmbeddingScheduler(sched_cfg, embedder) if embedder is not None else None
-    tracker = Tracker(cfg.tracker, fps=source.fps)
+    mot = MultiObjectTracker(embedder, tracker_config=cfg.tracker, scheduler=cfg.scheduler, fps=source.fps)
     style = DrawStyle(out.line_thickness, out.font_scale)
 
     video = VideoWriter(out.video, out.fps or source.fps, (source.width, source.height)) if out.video else None
-    mot = MotWriter(out.mot_txt) if out.mot_txt else None
+    mot_txt = MotWriter(out.mot_txt) if out.mot_txt else None
     timer = StageTimer()
     ids: set[int] = set()
     interrupted = False
     total = min(filter(None, (source.length, cfg.max_frames)), default=None)
     bar = tqdm(total=total, unit="frame", disable=not out.progress, dynamic_ncols=True)
-    frames = prefetch(source)  # decoding overlaps detection
+    decoded = prefetch(source)  # decoding overlaps detection
     try:
         with sigterm_as_interrupt():
             while cfg.max_frames is None or timer.frames < cfg.max_frames:
                 with timer.stage("read"):
-                    frame = next(frames, None)
+                    frame = next(decoded, None)
                 if frame is None:
                     break
                 with timer.stage("detect"):
                     dets = detector(frame.image)
-                with timer.stage("track"):
-                    warp = camera.estimate(frame.image)
-                    views = tracker.predict(None if camera.method == "none" else warp)
-                vectors = computed = None
-                memory = {}
-                if scheduler is not None:
-                    with timer.stage("embed"):
-                        if sched_cfg.embed_all:
-                            wanted, reach = dets.conf >= cfg.tracker.track_high_thresh, None
-                        else:
-                            reach = tracker.reid_reach(dets.xyxy, source.width)
-                            wanted = tracker.reads_embedding(dets.xyxy, dets.conf, source.width, reach)
-                        plan = scheduler.plan(frame.index, dets.xyxy, views, wanted, reach)
-                        emb = scheduler.run(plan, frame.image, dets.xyxy, dets.feats)
-                        vectors, computed, memory = emb.vectors, emb.computed, emb.memory
-                with timer.stage("track"):
-                    for tid, (seen, looks) in memory.items():  # --embed-lazy: buffered looks, read this frame
-                        tracker.feed_memory(tid, seen, looks)
-                    tracks = tracker.update(dets.xyxy, dets.conf, dets.cls, vectors, computed,
-                                            (source.width, source.height), include_lost=out.draw_lost)
-                    shown = [t for t in tracks if t.state == TrackState.CONFIRMED]
-                    ids.update(t.track_id for t in shown)
+                before = dict(mot.stats.ms)
+                tracks = mot.step(dets.xyxy, dets.conf, dets.cls, frame.image, dets.feats, include_lost=out.draw_lost)
+                for stage in ("embed", "track"):
+                    timer.add(stage, mot.stats.ms[stage] - before[stage])
+                shown = [t for t in tracks if t.state == TrackState.CONFIRMED]
+                ids.update(t.track_id for t in shown)
                 if video:
                     with timer.stage("draw"):
                         annotated = draw_tracks(frame.image, tracks, style)
                 with timer.stage("write"):
                     if video:
                         video.write(annotated)
-                    if mot:
-                        mot.write(frame.index, np.array([t.track_id for t in shown]),
-                                  np.array([t.xyxy for t in shown]).reshape(-1, 4), np.array([t.conf for t in shown]))
+                    if mot_txt:
+                        mot_txt.write(frame.index, np.array([t.track_id for t in shown]),
+                                      np.array([t.xyxy for t in shown]).reshape(-1, 4),
+                                      np.array([t.conf for t in shown]))
                 timer.end_frame()
                 bar.update(1)
+                yield frame.index, frame.image, np.array(
+                    [[*t.xyxy, t.track_id, t.conf, t.cls, t.det_index] for t in shown], np.float32).reshape(-1, 8)
     except KeyboardInterrupt:
         interrupted = True
     finally:
         bar.close()
-        frames.close()  # stops the decoding thread before the source is closed
-        for w in (video, mot, source):
+        decoded.close()  # stops the decoding thread before the source is closed
+        for w in (video, mot_txt, source):
             if w is not None:
                 w.close()
 
+    scheduler = mot.scheduler
     outputs = {k: v for k, v in (("video", out.video), ("mot_txt", out.mot_txt), ("json", out.json)) if v}
     settings = {"source": cfg.source, "embedder": embedder.name if embedder else "none", "detector": asdict(cfg.detector),
-                "scheduler": {**asdict(sched_cfg), "lazy": scheduler.lazy if scheduler else False},  # None resolved
+                "scheduler": {**asdict(mot.scheduler_config), "lazy": mot.lazy},  # None resolved
                 "tracker": asdict(cfg.tracker), "fps": source.fps}
     counts = (scheduler.computed_total, scheduler.reused_total) if scheduler else (0, 0)
-    summary = summarize(timer, *counts, len(ids), interrupted, outputs, settings,
-                        scheduler.reasons_total if scheduler else None)
+    result = summarize(timer, *counts, len(ids), interrupted, outputs, settings,
+                       scheduler.reasons_total if scheduler else None, scheduler.refresh_ms if scheduler else None)
     if out.json:
-        Path(out.json).write_text(json.dumps(summary.to_dict(), indent=2))
-    return summary
+        Path(out.json).write_text(json.dumps(result.to_dict(), indent=2))
+    if summary is not None:
+        summary.append(result)

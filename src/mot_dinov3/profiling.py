@@ -32,6 +32,10 @@ class StageTimer:
         finally:
             self._current[name] += (time.perf_counter() - t0) * 1000.0
 
+    def add(self, name: str, ms: float) -> None:
+        """Add ``ms`` measured elsewhere to this frame's ``name`` stage."""
+        self._current[name] += ms
+
     def end_frame(self) -> None:
         for s in self.stages:
             self.per_stage[s].append(self._current[s])
@@ -63,6 +67,7 @@ class RunSummary:
     tracks: int
     interrupted: bool = False
     embed_decisions: dict[str, int] = field(default_factory=dict)  # scheduler reason -> detections ("memory": looks)
+    refresh_p95_ms: float = 0.0  # 95th percentile over frames of refresh embedding time (what --embed-budget-ms caps)
     outputs: dict[str, str] = field(default_factory=dict)
     settings: dict[str, object] = field(default_factory=dict)
 
@@ -95,8 +100,9 @@ class RunSummary:
 
 def summarize(timer: StageTimer, computed: int, reused: int, tracks: int, interrupted: bool = False,
               outputs: dict[str, str] | None = None, settings: dict | None = None,
-              decisions: dict[str, int] | None = None) -> RunSummary:
-    """Build the :class:`RunSummary` from the timer and the embedding counters."""
+              decisions: dict[str, int] | None = None, refresh_ms=None) -> RunSummary:
+    """Build the :class:`RunSummary` from the timer and the embedding counters (``refresh_ms``: the
+    scheduler's per-frame refresh time, ms)."""
     totals = timer.frame_totals()
     n = len(totals)
     total_ms = float(totals.sum())
@@ -111,5 +117,7 @@ def summarize(timer: StageTimer, computed: int, reused: int, tracks: int, interr
         stage_mean_ms=means, stage_percent=pct,
         embeddings_computed=computed, embeddings_per_frame=computed / n if n else 0.0,
         embeddings_reused=reused, tracks=tracks, interrupted=interrupted,
-        embed_decisions=dict(decisions or {}), outputs=outputs or {}, settings=settings or {},
+        embed_decisions=dict(decisions or {}),
+        refresh_p95_ms=float(np.percentile(refresh_ms, 95)) if refresh_ms is not None and len(refresh_ms) else 0.0,
+        outputs=outputs or {}, settings=settings or {},
     )

@@ -41,6 +41,7 @@ class Track:
     samples: int = 0  # fresh embeddings absorbed into the EMA over the track's life
     start_frame: int = 0  # frame the track was started
     det_xyxy: np.ndarray | None = None  # (4,) the box matched this frame
+    det_index: int = -1  # its row in this frame's detections
     embedded_now: bool = False
 
     @property
@@ -51,7 +52,7 @@ class Track:
 
 @dataclass(frozen=True)
 class TrackView:
-    """Read-only view of an active track for the embedding scheduler.
+    """Read-only view of a track (for the gates and the embedding scheduler).
 
     Attributes:
         track_id: the track id.
@@ -62,6 +63,7 @@ class TrackView:
         last_seen: frame (1-based) of the track's last matched detection.
         samples: fresh embeddings its memory (EMA) has absorbed.
         start_frame: frame (1-based) the track was started.
+        last_obs: (4,) float32 xyxy of its last matched detection (camera-motion compensated), pixels.
     """
 
     track_id: int
@@ -72,6 +74,7 @@ class TrackView:
     last_seen: int = 0
     samples: int = 0
     start_frame: int = 0
+    last_obs: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,7 @@ class TrackOutput:
         cls: class id.
         state: ``CONFIRMED`` (or ``LOST`` when lost tracks are requested).
         embedded_now: an embedding was computed for this track's detection this frame.
+        det_index: the row of this frame's detections the track was matched to (-1 for lost tracks).
     """
 
     track_id: int
@@ -93,3 +97,4 @@ class TrackOutput:
     cls: int
     state: TrackState
     embedded_now: bool
+    det_index: int = -1

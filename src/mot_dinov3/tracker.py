@@ -36,7 +36,7 @@ The EMA keeps the time constant that computing every embedding would give it: a 
 follows k clean observations served from cache weighs as the k + 1 samples it stands for
 (``e = alpha**(k+1) * e + (1 - alpha**(k+1)) * new``). With every embedding computed k is always 0;
 with a sparse refresh cadence the EMA would otherwise lag k + 1 times longer than ``alpha`` says.
-:meth:`Tracker.feed_memory` adds embeddings of a track's earlier looks the same way (``--embed-lazy``).
+:meth:`Tracker.update_appearance` adds embeddings of a track's earlier looks the same way (lazy memory).
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ class Tracker:
     # -- per frame -------------------------------------------------------------------------------
     def predict(self, warp: np.ndarray | None = None) -> list[TrackView]:
         """Advance to the next frame: Kalman-predict every track; return read-only views of all tracks
-        (active and lost) for the embedding scheduler.
+        (tentative, confirmed and lost).
 
         Args:
             warp: (2, 3) affine camera motion from the previous frame to this one
@@ -93,62 +93,15 @@ class Tracker:
                 if warp is not None:
                     t.last_obs = last[i]
         return [TrackView(t.track_id, t.xyxy, t.embedding, t.last_embed_frame, t.state == TrackState.LOST,
-                          t.last_seen, t.samples, t.start_frame) for t in self.tracks]
-
-    def reads_embedding(self, xyxy: np.ndarray, conf: np.ndarray, image_w: int,
-                        reach: np.ndarray | None = None) -> np.ndarray:
-        """(N,) bool: the detections whose embedding this frame's :meth:`update` may read; call after
-        :meth:`predict`. The other rows may be left all-zero (unknown): they are never read.
-
-        A high-score detection is read when it may start a track (``new_track_thresh``), when its IoU
-        with a track's predicted box passes the proximity gate (fused cost, steps 1 and 5), when a lost
-        track could take it in step 1 (IoU cost below ``match_thresh``: the appearance veto), or when it
-        is within ``reid_max_dist`` of a lost track (step 4; the boxes step 3's veto reads overlap a lost
-        track's last observation, so they are in that reach too, except for boxes wider than about
-        60% of the frame, which fall back to IoU). Low-score boxes are matched by IoU alone.
-
-        Args:
-            xyxy: (N, 4) float32 detection boxes, pixels.
-            conf: (N,) float32 confidences.
-            image_w: frame width, pixels (the re-identification distance gate).
-            reach: :meth:`reid_reach` of these boxes, when the caller has it already.
-        """
-        cfg = self.cfg
-        read = conf >= cfg.new_track_thresh
-        if self.tracks and len(xyxy):
-            iou = matching.iou_matrix(xyxy, np.array([t.xyxy for t in self.tracks]))
-            read |= (iou > 1.0 - cfg.proximity_thresh).any(axis=1)
-            lost = [i for i, t in enumerate(self.tracks) if t.state == TrackState.LOST]
-            if lost:
-                d_iou = matching.fuse_iou_appearance(iou[:, lost].T, None, conf if cfg.fuse_score else None,
-                                                     cfg.proximity_thresh, cfg.appearance_thresh)
-                read |= (d_iou < cfg.match_thresh).any(axis=0)
-                read |= (self.reid_reach(xyxy, image_w) if reach is None else reach).any(axis=1)
-        return (conf >= cfg.track_high_thresh) & read
-
-    def reid_reach(self, xyxy: np.ndarray, image_w: int) -> np.ndarray:
-        """(N, M) bool: detection i is within re-identification reach of track j (step 4's distance gate:
-        track j is lost and the box centres are at most ``reid_max_dist`` image widths from its last
-        observation). Columns follow the views of the last :meth:`predict`; call after it.
-
-        Args:
-            xyxy: (N, 4) float32 detection boxes, pixels.
-            image_w: frame width, pixels.
-        """
-        lost = np.array([t.state == TrackState.LOST for t in self.tracks], bool)
-        reach = np.zeros((len(xyxy), len(self.tracks)), bool)
-        if lost.any() and len(xyxy):
-            reach[:, lost] = self._in_reach([t for t in self.tracks if t.state == TrackState.LOST], xyxy, image_w).T
-        return reach
+                          t.last_seen, t.samples, t.start_frame, t.last_obs.copy()) for t in self.tracks]
 
     def _in_reach(self, tracks: list[Track], xyxy: np.ndarray, image_w: int) -> np.ndarray:
         """(T, N) bool: box centres at most ``reid_max_dist`` image widths from each track's last observation."""
         last = np.array([t.last_obs for t in tracks]).reshape(-1, 4)
         return matching.centroid_distance(last, xyxy, image_w) <= self.cfg.reid_max_dist
 
-    def feed_memory(self, track_id: int, frames: np.ndarray, embeddings: np.ndarray) -> None:
-        """Absorb embeddings of a track's earlier looks into its EMA and gallery (``--embed-lazy``: the
-        scheduler embeds a track's buffered clean looks only when its memory is about to be read).
+    def update_appearance(self, track_id: int, frames: np.ndarray, embeddings: np.ndarray) -> None:
+        """Absorb embeddings of a track's earlier looks into its appearance memory (EMA and gallery).
 
         Call between :meth:`predict` and :meth:`update`. Each look weighs as the frames it stands for
         since the memory's previous sample (``alpha**gap``, the catch-up rule of the module docstring);
@@ -170,20 +123,20 @@ class Tracker:
             t.last_embed_frame = fr
         t.reused_obs = 0
 
-    def update(self, xyxy: np.ndarray, conf: np.ndarray, cls: np.ndarray,
-               embeddings: np.ndarray | None = None, fresh: np.ndarray | None = None,
-               image_wh: tuple[int, int] = (1920, 1080), include_lost: bool = False) -> list[TrackOutput]:
+    def update(self, xyxy: np.ndarray, conf: np.ndarray, cls: np.ndarray, image_wh: tuple[int, int],
+               embeddings: np.ndarray | None = None, known: np.ndarray | None = None,
+               fresh: np.ndarray | None = None, include_lost: bool = False) -> list[TrackOutput]:
         """Associate this frame's detections (call :meth:`predict` first).
 
         Args:
             xyxy: (N, 4) float32 detection boxes, pixels.
             conf: (N,) float32 confidences.
             cls: (N,) int class ids.
-            embeddings: (N, D) float32 L2-normalised, or ``None`` for motion-only tracking. Rows of
-                low-score detections are not read; an all-zero row is unknown (not computed, see
-                :meth:`reads_embedding`): its pairs fall back to IoU.
+            image_wh: (W, H) of the frame, pixels, for the re-identification distance gate.
+            embeddings: (N, D) float32 L2-normalised, or ``None`` for motion-only tracking.
+            known: (N,) bool, rows of ``embeddings`` that hold an embedding (default: all); pairs with an
+                unknown row fall back to IoU.
             fresh: (N,) bool, True where the embedding was computed this frame (default: all True).
-            image_wh: (W, H) of the frame, for the re-identification distance gate.
             include_lost: also report lost tracks (at their predicted box).
 
         Returns:
@@ -192,13 +145,15 @@ class Tracker:
         cfg = self.cfg
         n = len(xyxy)
         fresh = np.ones(n, bool) if fresh is None else np.asarray(fresh, bool)
+        known = np.ones(n, bool) if known is None else np.asarray(known, bool)
+        if embeddings is None:
+            known = np.zeros(n, bool)
         # an embedding of a box that overlaps another detection mixes two objects: match with it,
         # but keep it out of the track's EMA and gallery
         overlap = matching.iou_matrix(xyxy, xyxy)
         np.fill_diagonal(overlap, 0.0)
-        alone = ~(overlap > cfg.gallery_overlap_thresh).any(axis=1) if n else fresh
-        known = np.abs(embeddings).any(axis=1) if embeddings is not None else fresh
-        frame = _FrameDets(xyxy, conf, cls, embeddings, fresh & alone, ~fresh & alone & known)
+        alone = ~(overlap > cfg.gallery_overlap_thresh).any(axis=1)
+        frame = _FrameDets(xyxy, conf, cls, embeddings, known, fresh & alone & known, ~fresh & alone & known)
         high = np.flatnonzero(conf >= cfg.track_high_thresh)
         low = np.flatnonzero((conf >= cfg.track_low_thresh) & (conf < cfg.track_high_thresh))
         confirmed = [t for t in self.tracks if t.state == TrackState.CONFIRMED]
@@ -222,15 +177,7 @@ class Tracker:
         # 3. observation-centric recovery (OC-SORT): the last observed box of a still-unmatched
         #    track against the remaining detections, for tracks whose Kalman prediction drifted
         left = [r_conf[i] for i in um2] + [pool[i] for i in um_pool if pool[i].state == TrackState.LOST]
-        if left and len(remaining):
-            cost = 1.0 - matching.iou_matrix(np.array([t.last_obs for t in left]), xyxy[remaining])
-            if embeddings is not None:
-                app = self._appearance(left, embeddings[remaining], gallery=False)
-                cost = np.where(self._appearance_veto(left, app), 1e3, cost)
-            pairs3, _, um3 = matching.linear_assignment(cost, cfg.second_match_thresh, cfg.use_hungarian)
-            for r, c in pairs3:
-                self._match(left[r], remaining[c], frame)
-            remaining = remaining[um3]
+        remaining = self._recover(left, remaining, frame)
 
         # 4. lost x remaining high by appearance (gallery), gated by distance: re-identification
         still_lost = [t for t in self.tracks if t.state == TrackState.LOST and t.last_seen != self.frame]
@@ -264,12 +211,26 @@ class Tracker:
         iou = matching.iou_matrix(np.array([t.xyxy for t in tracks]), f.xyxy[dets])
         app = None
         if f.embeddings is not None:
-            app = self._appearance(tracks, f.embeddings[dets], gallery=False)
+            app = self._appearance(tracks, f.embeddings[dets], f.known[dets], gallery=False)
         cost = matching.fuse_iou_appearance(iou, app, f.conf[dets] if self.cfg.fuse_score else None,
                                             self.cfg.proximity_thresh, self.cfg.appearance_thresh)
         if app is not None:
             cost = np.where(self._appearance_veto(tracks, app), 1e3, cost)
         return matching.linear_assignment(cost, thresh, self.cfg.use_hungarian)
+
+    def _recover(self, left: list[Track], dets: np.ndarray, f: _FrameDets) -> np.ndarray:
+        """Step 3: the last observed boxes of ``left`` x ``dets`` by IoU, under step 1's appearance veto;
+        returns the detections left unmatched."""
+        if not left or not len(dets):
+            return dets
+        cost = 1.0 - matching.iou_matrix(np.array([t.last_obs for t in left]), f.xyxy[dets])
+        if f.embeddings is not None:
+            app = self._appearance(left, f.embeddings[dets], f.known[dets], gallery=False)
+            cost = np.where(self._appearance_veto(left, app), 1e3, cost)
+        pairs, _, um = matching.linear_assignment(cost, self.cfg.second_match_thresh, self.cfg.use_hungarian)
+        for r, c in pairs:
+            self._match(left[r], dets[c], f)
+        return dets[um]
 
     def _appearance_veto(self, tracks: list[Track], app: np.ndarray) -> np.ndarray:
         """(T, M) bool: a track that missed frames comes back only if its appearance agrees (where both
@@ -278,17 +239,17 @@ class Tracker:
         return (gap[:, None] > 1) & (app > self.cfg.appearance_thresh) & (app < 2.0)
 
     @staticmethod
-    def _appearance(tracks: list[Track], det_emb: np.ndarray, gallery: bool) -> np.ndarray:
+    def _appearance(tracks: list[Track], det_emb: np.ndarray, known: np.ndarray, gallery: bool) -> np.ndarray:
         """(T, M) cosine distance of tracks to detection embeddings: to the EMA, or the smallest over the
         EMA and the gallery (DeepSORT's nearest-neighbour metric, arXiv 1703.07402); 2 (unknown) for tracks
-        without one and for all-zero detection rows."""
+        without one and for detections whose row is not ``known``."""
         out = np.full((len(tracks), len(det_emb)), 2.0, np.float32)
         for i, t in enumerate(tracks):
             if t.embedding is None:
                 continue
             ref = np.stack([t.embedding, *t.gallery]) if gallery and t.gallery else t.embedding[None]
             out[i] = matching.cosine_distance(ref, det_emb).min(axis=0)
-        out[:, ~np.abs(det_emb).any(axis=1)] = 2.0
+        out[:, ~known] = 2.0
         return out
 
     def _reidentify(self, lost: list[Track], dets: np.ndarray, f: _FrameDets, img_w: int) -> np.ndarray:
@@ -296,7 +257,7 @@ class Tracker:
         if not have:
             return dets
         cfg = self.cfg
-        app = self._appearance(have, f.embeddings[dets], gallery=True)
+        app = self._appearance(have, f.embeddings[dets], f.known[dets], gallery=True)
         near = self._in_reach(have, f.xyxy[dets], img_w)
         cost = np.where(near, app, 2.0)
         # below reid_thresh always; up to reid_unique_thresh only where no other lost track or
@@ -324,7 +285,7 @@ class Tracker:
             t.mean[6:8] = 0.0
         t.mean, t.cov = motion.update(t.mean, t.cov, z)
         t.conf, t.cls, t.last_seen = float(f.conf[d]), int(f.cls[d]), self.frame
-        t.det_xyxy = f.xyxy[d].copy()
+        t.det_xyxy, t.det_index = f.xyxy[d].copy(), int(d)
         t.last_obs = t.det_xyxy
         t.hits += 1
         if t.state == TrackState.LOST or (t.state == TrackState.TENTATIVE and t.hits >= self.cfg.min_hits):
@@ -359,7 +320,7 @@ class Tracker:
         state = TrackState.CONFIRMED if self.frame == 1 or self.cfg.min_hits <= 1 else TrackState.TENTATIVE
         box = f.xyxy[d].copy()
         t = Track(self._next_id, mean, cov, float(f.conf[d]), int(f.cls[d]), state, 1, self.frame, box,
-                  det_xyxy=box, start_frame=self.frame)
+                  det_xyxy=box, det_index=int(d), start_frame=self.frame)
         self._next_id += 1
         if f.embeddings is not None and f.clean[d]:
             self._update_embedding(t, f.embeddings[d])
@@ -369,7 +330,7 @@ class Tracker:
         out = []
         for t in self.tracks:
             if t.state == TrackState.CONFIRMED and t.last_seen == self.frame:
-                out.append(TrackOutput(t.track_id, t.xyxy, t.conf, t.cls, t.state, t.embedded_now))
+                out.append(TrackOutput(t.track_id, t.xyxy, t.conf, t.cls, t.state, t.embedded_now, t.det_index))
             elif include_lost and t.state == TrackState.LOST:
                 out.append(TrackOutput(t.track_id, t.xyxy, t.conf, t.cls, t.state, False))
         return sorted(out, key=lambda o: o.track_id)
@@ -379,7 +340,7 @@ class Tracker:
 class _FrameDets:
     """This frame's detections as the association steps read them.
 
-    ``clean``: a fresh embedding of a box overlapping no other detection (fit for the EMA and gallery);
+    ``known``: rows of ``embeddings`` that hold an embedding; ``clean``: a fresh embedding of a box overlapping no other detection (fit for the EMA and gallery);
     ``reused``: a cached embedding on such a box (an observation the EMA catches up on later).
     """
 
@@ -387,5 +348,6 @@ class _FrameDets:
     conf: np.ndarray
     cls: np.ndarray
     embeddings: np.ndarray | None
+    known: np.ndarray
     clean: np.ndarray
     reused: np.ndarray

@@ -12,6 +12,7 @@ of the tracks the plan flushes.
 from __future__ import annotations
 
 import time
+from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -34,15 +35,17 @@ class Embeddings:
         vectors: (N, D) float32 L2-normalised, one per detection; rows of ``SKIP`` detections and
             ``None`` when there are no detections with an embedding.
         computed: (N,) bool, True where the embedding was computed this frame.
+        known: (N,) bool, rows of ``vectors`` that hold an embedding (computed or reused from cache).
         critical_ms: wall time of the critical batch, ms.
         refresh_ms: wall time of refresh work, ms (what the budget limits).
         deferred: refresh candidates served from cache because the budget was spent.
         memory: lazy: ``{track_id: (frames (K,) int64, vectors (K, D) float32)}``, buffered looks embedded
-            this frame, for :meth:`mot_dinov3.tracker.Tracker.feed_memory`.
+            this frame, for :meth:`mot_dinov3.tracker.Tracker.update_appearance`.
     """
 
     vectors: np.ndarray | None
     computed: np.ndarray
+    known: np.ndarray
     critical_ms: float = 0.0
     refresh_ms: float = 0.0
     deferred: int = 0
@@ -65,6 +68,7 @@ class EmbeddingScheduler:
         cleared: lazy: ``{(track_id, lost_track_id): frame}``, near_lost pairs last seen far apart
             (:func:`~mot_dinov3.scheduler.lazy.near_lost_verdicts`).
         computed_total / reused_total: counters over the run (``computed_total`` includes looks embedded).
+        refresh_ms: per frame run, the wall time of refresh work, ms (what ``budget_ms`` bounds).
         reasons_total: detections per plan reason; ``memory`` counts looks embedded.
 
     Raises:
@@ -90,6 +94,7 @@ class EmbeddingScheduler:
         self.computed_total = 0
         self.reused_total = 0
         self.reasons_total: dict[str, int] = {}
+        self.refresh_ms = array("d")
 
     def plan(self, frame: int, det_xyxy: np.ndarray, tracks: Sequence[TrackLike],
              candidates: np.ndarray | None = None, reach: np.ndarray | None = None) -> EmbedPlan:
@@ -126,7 +131,7 @@ class EmbeddingScheduler:
         n = len(det_xyxy)
         computed = np.zeros(n, bool)
         vectors: np.ndarray | None = None
-        result = Embeddings(None, computed)
+        result = Embeddings(None, computed, np.zeros(n, bool))
 
         def compute(idx: list[int]) -> float:
             nonlocal vectors
@@ -176,9 +181,11 @@ class EmbeddingScheduler:
             if vectors is None:
                 vectors = np.zeros((n, e.shape[0]), np.float32)
             vectors[i] = e
+        self.refresh_ms.append(result.refresh_ms)
         self.computed_total += int(computed.sum())
         self.reused_total += int(((plan.action != SKIP) & ~computed).sum())
         result.vectors = vectors
+        result.known = computed | (plan.action != SKIP)  # every row embedded now or served from cache
         if self.lazy:
             result.memory = self._flush(plan.flush)
             verdicts = near_lost_verdicts(plan, vectors, computed, self._lost_memory, self.cfg.near_lost_clear)
