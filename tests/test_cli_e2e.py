@@ -135,7 +135,7 @@ def test_track_mot17_mini(tmp_path, yolov8n, osnet_onnx, seq, embedder):
      "--embed-model /no/model.onnx"),
     (["--source", "{video}", "--tracker-config", "/no/cfg.yaml"], "tracker config not found"),
     (["--source", "{video}", "--embed-lazy", "--embed-all"], "--embed-lazy with --embed-all: choose one"),
-    (["--source", "{video}", "--embed-budget-ms", "20"], "--embed-budget-ms sets the refresh rules, but lazy memory"),
+    (["--source", "{video}", "--embed-budget-ms", "20", "--embed-lazy"], "--embed-budget-ms sets the refresh rules, but --embed-lazy"),
 ])
 def test_bad_input_gives_one_line_error_and_exit_2(tmp_path, args, needle):
     video = shared_path("data/videos/mmtracking_demo.mp4")

@@ -35,20 +35,28 @@ def test_flags_become_configs():
     assert d.scheduler.lazy is None and d.scheduler.budget_ms == 0  # lazy memory where the backend allows
 
 
-@pytest.mark.parametrize("flags, ok", [
-    (["--embed-refresh", "5"], False),  # dino: lazy memory by default, which has no refresh
-    (["--embed-budget-ms", "20", "--embed-lazy"], False),
-    (["--embed-iou-gate", "0.5", "--no-embed-lazy"], True),
-    (["--embed-budget-ms", "20", "--embedder", "yolo"], True),  # yolo cannot buffer crops: refresh rules
-    (["--embed-refresh", "5", "--embed-all"], True),  # ignored by --embed-all, as before
+@pytest.mark.parametrize("flags, lazy", [
+    (["--embed-refresh", "5", "--embed-budget-ms", "20"], False),  # the design's example: the refresh rules
+    (["--embed-iou-gate", "0.7", "--embed-overlap-thr", "0.15", "--embed-refresh", "8", "--embed-budget-ms", "15"],
+     False),
+    (["--embed-iou-gate", "0.5", "--no-embed-lazy"], False),
+    (["--embed-budget-ms", "20", "--embedder", "yolo"], None),  # yolo cannot buffer crops: refresh rules anyway
+    (["--embed-refresh", "5", "--embed-all"], None),  # ignored by --embed-all, as before
+    ([], None),  # no refresh flag: lazy memory where the backend allows
 ])
-def test_refresh_flags_need_the_refresh_rules(flags, ok):
-    a = track_parser().parse_args(["--source", "v.mp4", *flags])
-    if ok:
+def test_refresh_flags_select_the_refresh_rules(flags, lazy, caplog):
+    cfg = build_run_config(track_parser().parse_args(["--source", "v.mp4", *flags]))
+    assert cfg.scheduler.lazy is lazy
+    notice = caplog.text
+    assert ("selects the refresh rules" in notice) == (lazy is False and "--no-embed-lazy" not in flags)
+    if "--embed-budget-ms" in flags and "--embed-all" not in flags:
+        assert cfg.scheduler.budget_ms > 0
+
+
+def test_refresh_flags_with_an_explicit_embed_lazy_are_an_error():
+    a = track_parser().parse_args(["--source", "v.mp4", "--embed-budget-ms", "20", "--embed-lazy"])
+    with pytest.raises(UserError, match="--embed-budget-ms sets the refresh rules.*--embed-lazy"):
         build_run_config(a)
-    else:
-        with pytest.raises(UserError, match="lazy memory .* add --no-embed-lazy"):
-            build_run_config(a)
 
 
 def test_default_conf_follows_the_tracker_low_threshold(tmp_path):
