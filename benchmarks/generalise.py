@@ -118,6 +118,23 @@ def _no_catch_up(self, t, e):
     t.last_embed_frame, t.embedded_now, t.reused_obs = self.frame, True, 0
 
 
+def _free_births(self, dets, f, image_w):
+    """Experiment: below new_track_thresh, a box starts a track unless a lost track is within re-ID reach."""
+    from mot_dinov3 import matching
+    from mot_dinov3.tracker import TrackState
+
+    ok = f.conf[dets] >= self.cfg.new_track_thresh
+    lost = [t for t in self.tracks if t.state == TrackState.LOST]
+    if lost and len(dets):
+        near = (matching.centroid_distance(np.array([t.last_obs for t in lost]), f.xyxy[dets], image_w)
+                <= self.cfg.reid_max_dist).any(axis=0)
+    else:
+        near = np.zeros(len(dets), bool)
+    return ok | ~near
+
+
+PATCHES = {"free_births": ("_may_start", _free_births)}
+
 # name: (tracker overrides, scheduler overrides, Tracker method replaced): each switches one rule off
 ABLATIONS: dict[str, tuple[dict, dict, tuple[str, object] | None]] = {
     "low-score stage (ByteTrack)": ({"track_low_thresh": 1.0}, {}, None),
@@ -422,8 +439,9 @@ def main() -> None:
             t, s, patch = ABLATIONS[name]
             ours[f"ours, -{name}"] = ({**t_over, **t}, {**s_over, **s}, "lazy", patch)
     for name, *items in a.variant:
-        t, s = parse_sets(items)
-        ours[f"ours, {name}"] = ({**t_over, **t}, {**s_over, **s}, "lazy", None)
+        patch = next((PATCHES[i.split("=", 1)[1]] for i in items if i.startswith("patch=")), None)
+        t, s = parse_sets([i for i in items if not i.startswith("patch=")])
+        ours[f"ours, {name}"] = ({**t_over, **t}, {**s_over, **s}, "lazy", patch)
     for c in conds:  # detections and embeddings once, in this process
         prepare(c, data, det_dir, a.reid)
     peer_cache = GEN_DIR / "peers.json"

@@ -156,28 +156,25 @@ def test_lost_track_is_not_given_a_different_looking_box_at_its_prediction():
     assert states == {tid: TrackState.CONFIRMED}
 
 
-def test_reads_embedding_names_the_boxes_whose_embedding_association_can_read():
-    tr = Tracker(TrackerConfig())  # high 0.45, new 0.6, proximity 0.6 (IoU > 0.4), reid_max_dist 0.15
+def test_gates_read_every_high_score_box_and_reach_only_lost_tracks():
+    tr = Tracker(TrackerConfig())  # high 0.45, reid_max_dist 0.15
     step(tr, [[100, 100, 140, 200], [600, 100, 640, 200]], [unit(0), unit(1)])
     step(tr, [[100, 100, 140, 200]], [unit(0)])  # the track at 600 is lost now
     views = tr.predict()
     gates = Gating(tr.cfg)
-    xyxy = np.array([[102, 100, 142, 200],   # on track 1 (IoU > 0.4): fused cost
-                     [300, 100, 340, 200],   # far from every track, cannot start one: never read
-                     [300, 100, 340, 200],   # ... but confident enough to start a track
+    xyxy = np.array([[102, 100, 142, 200],   # on track 1
+                     [300, 100, 340, 200],   # far from every track: may start one
                      [680, 100, 720, 200],   # 0.08 image widths from the lost track: re-identification
-                     [102, 100, 142, 200]],  # low score: IoU only
+                     [102, 100, 142, 200]],  # low score: IoU only, never read
                     np.float32)
-    conf = np.array([0.5, 0.5, 0.7, 0.5, 0.3], np.float32)
+    conf = np.array([0.5, 0.5, 0.5, 0.3], np.float32)
+    assert gates.reads_embedding(conf).tolist() == [True, True, True, False]
+    # the distance gate, per track (columns as predict's views): only the lost track has reach
+    assert [v.track_id for v in views] == [1, 2] and views[1].lost
     reach = gates.reid_reach(views, xyxy, 1000)
-    assert gates.reads_embedding(views, xyxy, conf, reach).tolist() == [True, False, True, True, False]
-    reach300 = gates.reid_reach(views, xyxy, 300)
-    assert gates.reads_embedding(views, xyxy, conf, reach300).tolist() == [True, False, True, False, False]  # 0.27
-    # the distance gate on its own, per track (columns as predict's views): only the lost track has reach
-    assert [t.track_id for t in tr.tracks] == [1, 2] and tr.tracks[1].state == TrackState.LOST
-    assert reach.shape == (5, 2) and not reach[:, 0].any()
-    assert reach[:, 1].tolist() == [False, False, False, True, False]  # 0.50, 0.30, 0.30, 0.08, 0.50 widths
-    assert not reach300.any()
+    assert reach.shape == (4, 2) and not reach[:, 0].any()
+    assert reach[:, 1].tolist() == [False, False, True, False]  # 0.50, 0.30, 0.08, 0.50 widths
+    assert not gates.reid_reach(views, xyxy, 300).any()  # 0.27 widths at the least
 
 
 def test_views_carry_the_frame_each_track_started():

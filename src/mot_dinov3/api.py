@@ -178,11 +178,8 @@ class MultiObjectTracker:
         h, w = image.shape[:2]
         if self._scheduler is not None:
             cfg = self.scheduler_config
-            if cfg.embed_all:
-                wanted, reach = conf >= self.tracker_config.track_high_thresh, None
-            else:
-                reach = self.gating.reid_reach(views, xyxy, w)
-                wanted = self.gating.reads_embedding(views, xyxy, conf, reach)
+            wanted = self.gating.reads_embedding(conf)
+            reach = None if cfg.embed_all else self.gating.reid_reach(views, xyxy, w)
             plan = self._scheduler.plan(self._tracker.frame, xyxy, views, wanted, reach)
             emb = self._scheduler.run(plan, image, xyxy, feats)
         t2 = time.perf_counter()
@@ -238,6 +235,6 @@ def iter_track(source: str | Path, **options: Any) -> Iterator[tuple[int, np.nda
 
 def run_config(source: str | Path, options: dict[str, Any]):
     """The :class:`~mot_dinov3.config.RunConfig` that the CLI builds from the same flags."""
-    from mot_dinov3.cli import config_from_options
+    from mot_dinov3.options import config_from_options
 
     return config_from_options(str(source), options)

@@ -1,5 +1,5 @@
 """What this frame's association will read: which detections' embeddings, and which lost tracks a box
-may be re-identified with.
+may be re-identified with (the lazy-memory scheduler embeds a lost track's buffered looks then).
 
 The tracker's rules (:mod:`mot_dinov3.tracker`) decide where appearance enters the association; this
 module states the same gates from :class:`~mot_dinov3.config.TrackerConfig` over the tracker's
@@ -53,34 +53,16 @@ class Gating:
             reach[:, lost] = (matching.centroid_distance(last, xyxy, image_w) <= self.cfg.reid_max_dist).T
         return reach
 
-    def reads_embedding(self, tracks: Sequence[GatedTrack], xyxy: np.ndarray, conf: np.ndarray,
-                        reach: np.ndarray) -> np.ndarray:
+    def reads_embedding(self, conf: np.ndarray) -> np.ndarray:
         """(N,) bool: the detections whose embedding the tracker's update may read this frame; the others
-        are never read.
+        (low-score boxes, matched by IoU alone) are never read.
 
-        A high-score detection is read when it may start a track (``new_track_thresh``), when its IoU
-        with a track's predicted box passes the proximity gate (the fused cost of the first and tentative
-        associations), when a lost track could take it in the first association (IoU cost below
-        ``match_thresh``: the appearance veto), or when it is within re-identification reach of a lost
-        track (``reach``; the boxes the last-observation recovery's veto reads overlap a lost track's
-        last observation, so they are in that reach too, except for boxes wider than about 60% of the
-        frame, which fall back to IoU). Low-score boxes are matched by IoU alone.
+        Every high-score detection (``track_high_thresh``) may be read: within re-identification reach
+        of a lost track it may be that track back (re-identification, the appearance veto); elsewhere it
+        starts a track when nothing takes it, and the embedding is the new track's first memory; in
+        between, where its IoU with a track passes the proximity gate, appearance enters the fused cost.
 
         Args:
-            tracks: the views of this frame.
-            xyxy: (N, 4) float32 detection boxes, pixels.
             conf: (N,) float32 confidences.
-            reach: (N, M) bool, :meth:`reid_reach` of these boxes.
         """
-        cfg = self.cfg
-        read = conf >= cfg.new_track_thresh
-        if len(tracks) and len(xyxy):
-            iou = matching.iou_matrix(xyxy, np.array([t.xyxy for t in tracks]))
-            read |= (iou > 1.0 - cfg.proximity_thresh).any(axis=1)
-            lost = [i for i, t in enumerate(tracks) if t.lost]
-            if lost:
-                d_iou = matching.fuse_iou_appearance(iou[:, lost].T, None, conf if cfg.fuse_score else None,
-                                                     cfg.proximity_thresh, cfg.appearance_thresh)
-                read |= (d_iou < cfg.match_thresh).any(axis=0)
-                read |= reach.any(axis=1)
-        return (conf >= cfg.track_high_thresh) & read
+        return np.asarray(conf) >= self.cfg.track_high_thresh

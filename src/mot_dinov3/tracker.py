@@ -23,8 +23,11 @@ the GMC warp (BoT-SORT, arXiv 2206.14651). :meth:`Tracker.update` then runs:
 5. tentative tracks x remaining high-score detections (fused cost, threshold 0.7);
 6. life cycle: unmatched confirmed tracks become lost; lost tracks older than ``track_buffer``
    (frames at 30 fps, scaled by the real fps) are removed; unmatched tentative tracks are removed;
-   remaining detections at or above ``new_track_thresh`` start tentative tracks (confirmed at once
-   on the first frame or with ``min_hits`` 1).
+   remaining detections start tentative tracks (confirmed at once on the first frame or with
+   ``min_hits`` 1), except, below ``new_track_thresh``, those within re-identification reach of a lost
+   track: that may be the lost object back, half hidden, and waits for re-identification. Elsewhere a
+   box confident enough for the first association is a new object; in crowds and with weaker
+   detectors most people never reach a birth threshold tuned on well-scored boxes.
 
 Life cycle: tentative -> confirmed (``min_hits`` matches) -> lost -> confirmed again or removed.
 A track coming back after missed frames restarts its velocity from its last observation (OC-SORT's
@@ -198,9 +201,8 @@ class Tracker:
                 t.state = TrackState.LOST
             elif t.state == TrackState.LOST and self.frame - t.last_seen > self.max_lost:
                 t.state = TrackState.REMOVED
-        for d in remaining:
-            if conf[d] >= cfg.new_track_thresh:
-                self._start(d, frame)
+        for d in remaining[self._may_start(remaining, frame, image_wh[0])]:
+            self._start(d, frame)
         self.tracks = [t for t in self.tracks if t.state != TrackState.REMOVED]
         return self._outputs(include_lost)
 
@@ -314,6 +316,15 @@ class Tracker:
             while len(t.gallery) > self.cfg.nn_budget:
                 t.gallery.popleft()
         t.samples += 1
+
+    def _may_start(self, dets: np.ndarray, f: _FrameDets, image_w: int) -> np.ndarray:
+        """(len(dets),) bool: the unmatched high-score detections that start a track: every one with no lost
+        track within re-identification reach (a new object), else only those at ``new_track_thresh`` (it
+        may be the lost object back, half hidden: it waits for re-identification)."""
+        lost = [t for t in self.tracks if t.state == TrackState.LOST]
+        if not lost or not len(dets):
+            return np.ones(len(dets), bool)
+        return ~self._in_reach(lost, f.xyxy[dets], image_w).any(axis=0) | (f.conf[dets] >= self.cfg.new_track_thresh)
 
     def _start(self, d: int, f: _FrameDets) -> None:
         mean, cov = motion.initiate(motion.xyxy_to_xywh(f.xyxy[d]))
