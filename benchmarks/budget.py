@@ -22,8 +22,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import RESULTS_DIR, ReplayDetector, load_or_detect, machine_info, write_json  # noqa: E402
 
 from mot_dinov3 import pipeline  # noqa: E402
-from mot_dinov3.config import (DetectorConfig, EmbedderConfig, OutputConfig, RunConfig,  # noqa: E402
-                               SchedulerConfig)
+from mot_dinov3.config import DetectorConfig, EmbedderConfig, OutputConfig, RunConfig, SchedulerConfig  # noqa: E402
 from mot_dinov3.features.factory import create_embedder  # noqa: E402
 
 

@@ -1,98 +1,41 @@
-"""Shared benchmark helpers: cached detections, a replaying detector, Ultralytics trackers on cached boxes.
+"""Shared benchmark helpers: cached detections (:mod:`mot_dinov3.replay`, under ``benchmarks/cache/``,
+git-ignored), Ultralytics trackers on cached boxes, the machine description.
 
-Detections are computed once per (weights, imgsz, conf, classes) and sequence and stored as ``.npz``
-under ``benchmarks/cache/`` (git-ignored), together with the detector's neck features so the ``yolo``
-embedder can replay too. Every tracker configuration in a benchmark then sees exactly the same boxes.
+Detections are computed once per (weights, imgsz, conf, classes) and sequence, together with the
+detector's neck features so the ``yolo`` embedder can replay too. Every tracker configuration in a
+benchmark then sees exactly the same boxes.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from mot_dinov3 import replay
 from mot_dinov3.config import DetectorConfig
-from mot_dinov3.detector import Detections, Detector
+from mot_dinov3.detector import Detector
 from mot_dinov3.io import FrameSource, MotWriter
+from mot_dinov3.replay import ReplayDetector, SequenceDetections
+
+__all__ = ["CACHE_DIR", "RESULTS_DIR", "ReplayDetector", "SequenceDetections", "cache_path", "load_or_detect",
+           "machine_info", "random_init_dino", "run_ultralytics_tracker", "write_json"]
 
 CACHE_DIR = Path(__file__).parent / "cache"
 RESULTS_DIR = Path(__file__).parent / "results"
 
 
-@dataclass
-class SequenceDetections:
-    """All detections of one sequence plus what it cost to compute them.
-
-    Attributes:
-        frames: one :class:`Detections` per frame, in order (with ``feats``).
-        detect_ms: (F,) float64 detector wall time per frame, ms (as measured when the cache was made).
-        read_ms: (F,) float64 frame read time per frame, ms.
-    """
-
-    frames: list[Detections]
-    detect_ms: np.ndarray
-    read_ms: np.ndarray
-
-
 def cache_path(seq: Path, det: DetectorConfig, tag: str = "") -> Path:
-    """Cache file of ``seq``'s detections; ``tag`` tells apart derived copies of a sequence (same name)."""
-    classes = "all" if det.classes is None else "-".join(map(str, det.classes))
-    tag = f"_{tag}" if tag else ""
-    return CACHE_DIR / f"{Path(det.model).stem}_{det.imgsz}_conf{det.conf:g}_cls{classes}{tag}" / f"{seq.name}.npz"
+    """:func:`mot_dinov3.replay.cache_path` under :data:`CACHE_DIR`."""
+    return replay.cache_path(CACHE_DIR, seq, det, tag)
 
 
 def load_or_detect(seq: Path, det: DetectorConfig, detector: Detector | None = None,
                    tag: str = "") -> SequenceDetections:
-    """Detections of every frame of ``seq``, from the cache or computed (and cached) now."""
-    path = cache_path(seq, det, tag)
-    if path.is_file():
-        z = np.load(path)
-        split = np.cumsum(z["counts"])[:-1]
-        frames = [Detections(x, c, k, f) for x, c, k, f in zip(np.split(z["xyxy"], split), np.split(z["conf"], split),
-                                                            np.split(z["cls"], split), np.split(z["feats"], split))]
-        return SequenceDetections(frames, z["detect_ms"], z["read_ms"])
-    detector = detector or Detector(replace(det, capture_features=True))
-    frames, detect_ms, read_ms = [], [], []
-    source = FrameSource(seq)
-    it = iter(source)
-    while True:
-        t0 = time.perf_counter()
-        frame = next(it, None)
-        t1 = time.perf_counter()
-        if frame is None:
-            break
-        d = detector(frame.image)
-        detect_ms.append((time.perf_counter() - t1) * 1000.0)
-        read_ms.append((t1 - t0) * 1000.0)
-        if d.feats is None or d.feats.shape[0] != len(d):
-            d.feats = np.zeros((len(d), 64), np.float32)
-        frames.append(d)
-    source.close()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    dim = max((d.feats.shape[1] for d in frames if len(d)), default=64)
-    np.savez_compressed(
-        path, counts=np.array([len(d) for d in frames]),
-        xyxy=np.concatenate([d.xyxy for d in frames]).reshape(-1, 4),
-        conf=np.concatenate([d.conf for d in frames]), cls=np.concatenate([d.cls for d in frames]),
-        feats=np.concatenate([d.feats.reshape(-1, dim) for d in frames]).astype(np.float32),
-        detect_ms=np.array(detect_ms), read_ms=np.array(read_ms))
-    return SequenceDetections(frames, np.array(detect_ms), np.array(read_ms))
-
-
-class ReplayDetector:
-    """Stands in for :class:`~mot_dinov3.detector.Detector`: returns the cached detections in frame order."""
-
-    def __init__(self, dets: SequenceDetections):
-        self._frames = dets.frames
-        self._next = 0
-
-    def __call__(self, image: np.ndarray) -> Detections:
-        d = self._frames[self._next]
-        self._next += 1
-        return d
+    """:func:`mot_dinov3.replay.load_or_detect` under :data:`CACHE_DIR`."""
+    return replay.load_or_detect(CACHE_DIR, seq, det, detector, tag)
 
 
 def run_ultralytics_tracker(kind: str, seq: Path, dets: SequenceDetections, mot_txt: Path,

@@ -49,12 +49,20 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import (CACHE_DIR, RESULTS_DIR, ReplayDetector, SequenceDetections, cache_path,  # noqa: E402
-                    load_or_detect, machine_info, run_ultralytics_tracker, write_json)
+from common import (  # noqa: E402
+    CACHE_DIR,
+    RESULTS_DIR,
+    ReplayDetector,
+    SequenceDetections,
+    cache_path,
+    load_or_detect,
+    machine_info,
+    run_ultralytics_tracker,
+    write_json,
+)
 
 from mot_dinov3 import pipeline  # noqa: E402
-from mot_dinov3.config import (DetectorConfig, EmbedderConfig, OutputConfig, RunConfig,  # noqa: E402
-                               SchedulerConfig, TrackerConfig)
+from mot_dinov3.config import DetectorConfig, EmbedderConfig, OutputConfig, RunConfig, SchedulerConfig, TrackerConfig  # noqa: E402
 from mot_dinov3.detector import Detections  # noqa: E402
 from mot_dinov3.evaluate import COMBINED, evaluate  # noqa: E402
 from mot_dinov3.features.factory import create_embedder  # noqa: E402

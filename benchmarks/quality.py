@@ -30,12 +30,18 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import (RESULTS_DIR, ReplayDetector, load_or_detect, machine_info,  # noqa: E402
-                    random_init_dino, run_ultralytics_tracker, write_json)
+from common import (  # noqa: E402
+    RESULTS_DIR,
+    ReplayDetector,
+    load_or_detect,
+    machine_info,
+    random_init_dino,
+    run_ultralytics_tracker,
+    write_json,
+)
 
 from mot_dinov3 import pipeline  # noqa: E402
-from mot_dinov3.config import (DetectorConfig, EmbedderConfig, OutputConfig, RunConfig,  # noqa: E402
-                               SchedulerConfig, TrackerConfig)
+from mot_dinov3.config import DetectorConfig, EmbedderConfig, OutputConfig, RunConfig, SchedulerConfig, TrackerConfig  # noqa: E402
 from mot_dinov3.evaluate import COMBINED, evaluate  # noqa: E402
 from mot_dinov3.features.factory import create_embedder  # noqa: E402
 

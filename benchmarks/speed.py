@@ -37,8 +37,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import RESULTS_DIR, machine_info, random_init_dino, write_json  # noqa: E402
 
 from mot_dinov3 import pipeline  # noqa: E402
-from mot_dinov3.config import (DetectorConfig, EmbedderConfig, OutputConfig, RunConfig,  # noqa: E402
-                               SchedulerConfig)
+from mot_dinov3.config import DetectorConfig, EmbedderConfig, OutputConfig, RunConfig, SchedulerConfig  # noqa: E402
 from mot_dinov3.detector import Detector  # noqa: E402
 from mot_dinov3.features.factory import create_embedder  # noqa: E402
 from mot_dinov3.io import FrameSource  # noqa: E402
@@ -72,8 +71,8 @@ def boxmot_botsort(source: str, detector: Detector, reid: str, max_frames: int, 
     """BoxMOT ``BotSort`` (default parameters, ReID on every detection it embeds) after the same detector."""
     try:
         from boxmot import BotSort
-    except ImportError:
-        raise SystemExit("--boxmot-reid: boxmot is not importable; see the install note in this script's docstring")
+    except ImportError as exc:
+        raise SystemExit("--boxmot-reid: boxmot is not importable; see the install note in this script's docstring") from exc
     tracker = BotSort(reid_weights=Path(reid), device=device or "cpu", half=False)
     row = timed_loop(source, detector, max_frames,
                      lambda frame, d: tracker.update(np.c_[d.xyxy, d.conf, d.cls].astype(np.float32), frame.image))

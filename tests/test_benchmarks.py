@@ -1,36 +1,33 @@
 """The benchmark helpers on a MOT17-mini sequence: detection cache, replay, Ultralytics peers, scoring."""
 
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import load_benchmark, shared_path
 
-from conftest import shared_path
-from mot_dinov3 import pipeline
+from mot_dinov3 import pipeline, replay
 from mot_dinov3.config import DetectorConfig, EmbedderConfig, OutputConfig, RunConfig
 from mot_dinov3.features.factory import create_embedder
 from mot_dinov3.io import read_mot_txt
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import common  # noqa: E402
-import crops  # noqa: E402
-import quality  # noqa: E402
+common = load_benchmark("common")
+crops = load_benchmark("crops")
+quality = load_benchmark("quality")
 
 
 @pytest.fixture
 def mini(tmp_path, monkeypatch, yolov8n):
-    monkeypatch.setattr(common, "CACHE_DIR", tmp_path / "cache")
     seq = shared_path("data/MOT17-mini/train/MOT17-05-FRCNN")
     det = DetectorConfig(model=str(yolov8n), conf=0.1, imgsz=640, classes=[0])
     return seq, det
 
 
-def test_detections_are_cached_and_replayed_unchanged(mini):
+def test_detections_are_cached_and_replayed_unchanged(mini, tmp_path):
     seq, det = mini
-    first = common.load_or_detect(seq, det)
-    assert common.cache_path(seq, det).is_file()
-    again = common.load_or_detect(seq, det)
+    first = replay.load_or_detect(tmp_path, seq, det)
+    assert replay.cache_path(tmp_path, seq, det).is_file()
+    again = replay.load_or_detect(tmp_path, seq, det)
     n = len(list((seq / "img1").glob("*.jpg")))
     assert len(first.frames) == len(again.frames) == n and len(first.detect_ms) == n
     for a, b in zip(first.frames, again.frames):
@@ -42,11 +39,11 @@ def test_detections_are_cached_and_replayed_unchanged(mini):
 
 def test_ours_and_an_ultralytics_peer_run_on_the_same_cached_boxes(mini, tmp_path):
     seq, det = mini
-    dets = common.load_or_detect(seq, det)
+    dets = replay.load_or_detect(tmp_path / "cache", seq, det)
     ours_txt, peer_txt = tmp_path / "ours" / f"{seq.name}.txt", tmp_path / "peer" / f"{seq.name}.txt"
     cfg = RunConfig(source=str(seq), detector=det, embedder=EmbedderConfig(name="none"),
                     output=OutputConfig(video=None, mot_txt=str(ours_txt), progress=False))
-    pipeline.run(cfg, detector=common.ReplayDetector(dets))
+    pipeline.run(cfg, detector=replay.ReplayDetector(dets))
     peer_txt.parent.mkdir()
     common.run_ultralytics_tracker("bytetrack", seq, dets, peer_txt)
     ours, peer = read_mot_txt(ours_txt), read_mot_txt(peer_txt)
@@ -62,7 +59,7 @@ def test_ours_and_an_ultralytics_peer_run_on_the_same_cached_boxes(mini, tmp_pat
 
 
 def test_scheduler_benchmark_compares_each_view_with_its_own_embed_all():
-    import scheduler as bench  # benchmarks/scheduler.py
+    bench = load_benchmark("scheduler")
 
     views = {"a@960": {"embed-all": {"embeddings_computed": 100, "HOTA": 0.50, "IDF1": 0.60},
                        "default": {"embeddings_computed": 70, "HOTA": 0.51, "IDF1": 0.58}},
@@ -84,7 +81,7 @@ def test_scheduler_benchmark_compares_each_view_with_its_own_embed_all():
 
 
 def test_speed_benchmark_says_how_to_get_boxmot_when_it_is_missing(monkeypatch):
-    import speed
+    speed = load_benchmark("speed")
 
     monkeypatch.setitem(sys.modules, "boxmot", None)  # import boxmot -> ImportError
     with pytest.raises(SystemExit, match="boxmot is not importable"):
@@ -92,7 +89,7 @@ def test_speed_benchmark_says_how_to_get_boxmot_when_it_is_missing(monkeypatch):
 
 
 def test_memory_growth_is_the_second_half_slope_in_mb_per_1000_frames():
-    import memory  # benchmarks/memory.py
+    memory = load_benchmark("memory")
 
     flat_then_leak = np.r_[np.full(50, 300.0), 300.0 + 0.02 * np.arange(50)]
     assert memory.growth_mb_per_1000(flat_then_leak) == pytest.approx(20.0)
@@ -103,7 +100,8 @@ def test_memory_growth_is_the_second_half_slope_in_mb_per_1000_frames():
 
 
 def test_memory_benchmark_loops_the_source_and_reads_rss_on_every_frame(tmp_path, yolov8n, osnet_onnx):
-    import memory  # benchmarks/memory.py
+    memory = load_benchmark("memory")
+
     from mot_dinov3.io import FrameSource
 
     seq = shared_path("data/MOT17-mini/train/MOT17-05-FRCNN")

@@ -10,8 +10,8 @@ import time
 import cv2
 import numpy as np
 import pytest
-
 from conftest import ROOT, shared_path
+
 from mot_dinov3.cli import main
 from mot_dinov3.evaluate import evaluate
 from mot_dinov3.io import read_mot_txt

@@ -1,6 +1,6 @@
 import pytest
-
 from conftest import ROOT
+
 from mot_dinov3.cli import build_run_config, parse_classes, track_parser
 from mot_dinov3.config import TrackerConfig
 from mot_dinov3.errors import UserError

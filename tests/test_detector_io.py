@@ -3,8 +3,8 @@
 import cv2
 import numpy as np
 import pytest
-
 from conftest import shared_path
+
 from mot_dinov3.config import DetectorConfig
 from mot_dinov3.detector import Detector, resolve_weights
 from mot_dinov3.errors import UserError

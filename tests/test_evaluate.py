@@ -3,8 +3,8 @@
 import json
 
 import pytest
-
 from conftest import shared_path
+
 from mot_dinov3.cli import main
 from mot_dinov3.evaluate import evaluate
 

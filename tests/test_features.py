@@ -4,16 +4,16 @@ and the Hugging Face error paths (hub errors are mocked; nothing touches the net
 import cv2
 import numpy as np
 import pytest
-
 from conftest import shared_path
+
 from mot_dinov3.config import EmbedderConfig
 from mot_dinov3.errors import UserError
 from mot_dinov3.features import hub
 from mot_dinov3.features.base import cut_windows, expand_boxes, to_blob
 from mot_dinov3.features.clip import ClipEmbedder, load_clip
 from mot_dinov3.features.dino import DinoEmbedder, load_dino, pool_tokens
-from mot_dinov3.features.hf import Preprocess
 from mot_dinov3.features.factory import create_embedder
+from mot_dinov3.features.hf import Preprocess
 from mot_dinov3.io import read_mot_txt
 
 

@@ -1,34 +1,27 @@
 """The frame loop with real YOLO boxes and OSNet: embeddings of low-score boxes (never read) are not computed."""
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import common  # noqa: E402  (benchmarks/common.py: cached detections, replay)
-
-from mot_dinov3 import pipeline  # noqa: E402
-from mot_dinov3.config import DetectorConfig, EmbedderConfig, OutputConfig, RunConfig, SchedulerConfig  # noqa: E402
-from mot_dinov3.features.factory import create_embedder  # noqa: E402
-from mot_dinov3.io import read_mot_txt  # noqa: E402
-from mot_dinov3.gating import Gating  # noqa: E402
+from mot_dinov3 import pipeline, replay
+from mot_dinov3.config import DetectorConfig, EmbedderConfig, OutputConfig, RunConfig, SchedulerConfig
+from mot_dinov3.features.factory import create_embedder
+from mot_dinov3.gating import Gating
+from mot_dinov3.io import read_mot_txt
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("lazy", [False, True])
 def test_skipping_unread_embeddings_changes_no_track(tmp_path, monkeypatch, yolov8n, osnet_onnx, tud_campus, lazy):
-    monkeypatch.setattr(common, "CACHE_DIR", tmp_path / "cache")
     det = DetectorConfig(model=str(yolov8n), conf=0.1, imgsz=960, classes=[0])
-    dets = common.load_or_detect(tud_campus, det)
+    dets = replay.load_or_detect(tmp_path / "cache", tud_campus, det)
     embedder = create_embedder(EmbedderConfig(name="onnx", model=str(osnet_onnx)))
 
     def run(name):
         txt = tmp_path / name / "TUD-Campus.txt"
         cfg = RunConfig(source=str(tud_campus), detector=det, scheduler=SchedulerConfig(lazy=lazy),
                         embedder=EmbedderConfig(), output=OutputConfig(video=None, mot_txt=str(txt), progress=False))
-        summary = pipeline.run(cfg, embedder=embedder, detector=common.ReplayDetector(dets))
+        summary = pipeline.run(cfg, embedder=embedder, detector=replay.ReplayDetector(dets))
         return summary, read_mot_txt(txt)
 
     shipped, tracks = run("shipped")

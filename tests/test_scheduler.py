@@ -6,8 +6,17 @@ import pytest
 from mot_dinov3.config import EmbedderConfig, SchedulerConfig
 from mot_dinov3.errors import UserError
 from mot_dinov3.features.base import CropEmbedder
-from mot_dinov3.scheduler import (CRITICAL, REUSE, SKIP, EmbeddingScheduler, contest_groups,
-                                  near_lost_verdicts, pick_looks, plan_actions, plan_lazy)
+from mot_dinov3.scheduler import (
+    CRITICAL,
+    REUSE,
+    SKIP,
+    EmbeddingScheduler,
+    contest_groups,
+    near_lost_verdicts,
+    pick_looks,
+    plan_actions,
+    plan_lazy,
+)
 from mot_dinov3.tracker import TrackView
 
 D = 8

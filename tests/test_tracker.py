@@ -58,7 +58,7 @@ def test_track_buffer_scales_with_fps_and_lost_tracks_are_removed():
     assert Tracker(TrackerConfig(track_buffer=30), fps=15).max_lost == 15
     assert Tracker(TrackerConfig(track_buffer=30), fps=60).max_lost == 60
     tr = Tracker(TrackerConfig(track_buffer=30), fps=10)  # 10 frames
-    for k in range(5):
+    for _ in range(5):
         step(tr, [[100, 100, 140, 200]])
     for _ in range(11):
         step(tr, [])

@@ -2,8 +2,8 @@
 
 import cv2
 import numpy as np
-
 from conftest import shared_path
+
 from mot_dinov3.tracker import TrackOutput, TrackState
 from mot_dinov3.viz import LOST_COLOR, DrawStyle, draw_tracks, id_color, label_text
 

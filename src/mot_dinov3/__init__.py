@@ -8,7 +8,7 @@ __version__ = "0.1.0"
 
 from mot_dinov3.api import MultiObjectTracker, TrackerStats, iter_track, track  # noqa: E402
 from mot_dinov3.config import SchedulerConfig, TrackerConfig  # noqa: E402
-from mot_dinov3.errors import UserError  # noqa: E402
+from mot_dinov3.errors import MissingFileError, UserError  # noqa: E402
 
-__all__ = ["MultiObjectTracker", "SchedulerConfig", "TrackerConfig", "TrackerStats", "UserError", "__version__",
+__all__ = ["MissingFileError", "MultiObjectTracker", "SchedulerConfig", "TrackerConfig", "TrackerStats", "UserError", "__version__",
            "iter_track", "track"]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from mot_dinov3.errors import UserError
+from mot_dinov3.errors import MissingFileError, UserError
 
 DEFAULT_DINO_MODEL = "facebook/dinov3-vitb16-pretrain-lvd1689m"
 OPEN_FALLBACK_MODEL = "facebook/dinov2-base"
@@ -216,7 +216,7 @@ class TrackerConfig:
         """
         p = Path(path)
         if not p.is_file():
-            raise UserError(f"tracker config not found: {p}; pass --tracker-config with a YAML file "
+            raise MissingFileError(f"tracker config not found: {p}; pass --tracker-config with a YAML file "
                             "(see configs/default.yaml)")
         try:
             data = yaml.safe_load(p.read_text()) or {}

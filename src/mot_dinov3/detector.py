@@ -11,11 +11,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from mot_dinov3.config import DetectorConfig
-from mot_dinov3.errors import UserError
+from mot_dinov3.errors import MissingFileError, UserError
 
 WEIGHTS_ENV = "MOT_DINOV3_WEIGHTS"
 
@@ -49,7 +50,7 @@ def resolve_weights(model: str, env: dict[str, str] | None = None) -> str:
     Raises:
         UserError: a path-like name (with a folder part) that does not exist.
     """
-    env = os.environ if env is None else env
+    env = dict(os.environ) if env is None else env
     p = Path(model).expanduser()
     if p.exists():
         return str(p)
@@ -58,7 +59,7 @@ def resolve_weights(model: str, env: dict[str, str] | None = None) -> str:
         return str(Path(folder) / p.name)
     if len(p.parts) > 1:
         where = f" or in ${WEIGHTS_ENV}={folder}" if folder else f" (set ${WEIGHTS_ENV} to a folder of weights)"
-        raise UserError(f"--det {model}: file not found{where}; pass an existing weights file or folder")
+        raise MissingFileError(f"--det {model}: file not found{where}; pass an existing weights file or folder")
     return model
 
 
@@ -97,11 +98,11 @@ class Detector:
 
     def __call__(self, image: np.ndarray) -> Detections:
         """Detect objects in one (H, W, 3) uint8 BGR image."""
-        r = self.model.predict(
+        r: Any = self.model.predict(
             image, conf=self.cfg.conf, imgsz=self.cfg.imgsz, classes=self.cfg.classes,
             device=self.cfg.device, verbose=False,
-        )[0]
-        boxes = r.boxes
+        )[0]  # type: ignore[index]
+        boxes: Any = r.boxes
         xyxy = boxes.xyxy.cpu().numpy().astype(np.float32)
         feats = None
         if self.cfg.capture_features:

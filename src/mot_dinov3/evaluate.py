@@ -56,7 +56,7 @@ def _run_group(mode: str, seq_dirs: dict[str, Path], res_dir: Path) -> dict[str,
     gt_folder = {d.parent for d in seq_dirs.values()}
     if len(gt_folder) != 1:  # TrackEval wants one gt folder per dataset
         return {k: v for seq, d in seq_dirs.items() for k, v in _run_group(mode, {seq: d}, res_dir).items()}
-    seq_info = {}
+    seq_info: dict[str, int | None] = {}
     for seq, d in seq_dirs.items():
         info = read_seqinfo(d)
         if "seqlength" in info:

@@ -21,9 +21,12 @@ from mot_dinov3.config import TrackerConfig
 class GatedTrack(Protocol):
     """What the gates read of a track (:class:`mot_dinov3.track.TrackView`)."""
 
-    xyxy: np.ndarray
-    last_obs: np.ndarray
-    lost: bool
+    @property
+    def xyxy(self) -> np.ndarray: ...
+    @property
+    def last_obs(self) -> np.ndarray | None: ...
+    @property
+    def lost(self) -> bool: ...
 
 
 class Gating:

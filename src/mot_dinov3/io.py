@@ -9,14 +9,14 @@ from __future__ import annotations
 import configparser
 import queue
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from mot_dinov3.errors import UserError
+from mot_dinov3.errors import MissingFileError, UserError
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 DEFAULT_FOLDER_FPS = 30.0
@@ -59,7 +59,7 @@ class FrameSource:
         self._files: list[Path] | None = None
         self._cap: cv2.VideoCapture | None = None
         if not self.path.exists():
-            raise UserError(f"--source {self.path}: no such file or folder; pass a video file, "
+            raise MissingFileError(f"--source {self.path}: no such file or folder; pass a video file, "
                             "a MOTChallenge sequence folder or a folder of images")
         self.name = self.path.stem if self.path.is_file() else self.path.name
         if self.path.is_dir():
@@ -128,7 +128,7 @@ class FrameSource:
             self._cap = None
 
 
-def prefetch(frames: Iterable[Frame], depth: int = 4) -> Iterator[Frame]:
+def prefetch(frames: Iterable[Frame], depth: int = 4) -> Generator[Frame, None, None]:
     """Decode frames in a background thread, up to ``depth`` ahead of the consumer.
 
     Image decoding (OpenCV releases the GIL) then overlaps detection instead of adding to it: about
@@ -211,13 +211,15 @@ class VideoWriter:
     def __init__(self, path: str | Path, fps: float, size_wh: tuple[int, int]):
         self.path = ensure_writable(path, "--output")
         fourcc = "MJPG" if self.path.suffix.lower() == ".avi" else "mp4v"
-        self._w = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*fourcc), float(fps), size_wh)
+        self._w: cv2.VideoWriter | None = cv2.VideoWriter(str(self.path), cv2.VideoWriter.fourcc(*fourcc),
+                                                          float(fps), size_wh)
         if not self._w.isOpened():
             raise UserError(f"--output {self.path}: OpenCV cannot write this format; use a .mp4 or .avi path")
         self.frames = 0
 
     def write(self, image: np.ndarray) -> None:
         """Append one (H, W, 3) uint8 BGR frame of the size given at construction."""
+        assert self._w is not None, "write after close"
         self._w.write(image)
         self.frames += 1
 

@@ -58,7 +58,7 @@ def fuse_iou_appearance(
     Returns:
         (N, M) float32 cost in [0, 1].
     """
-    d_iou = 1.0 - iou
+    d_iou: np.ndarray = 1.0 - iou
     if det_conf is not None:
         d_iou = 1.0 - iou * np.asarray(det_conf, np.float32)[None, :]
     if app_dist is None:

@@ -8,8 +8,15 @@ import logging
 from typing import Any
 
 from mot_dinov3 import __version__
-from mot_dinov3.config import (DEFAULT_DINO_MODEL, DetectorConfig, EmbedderConfig, OutputConfig, RunConfig,
-                               SchedulerConfig, TrackerConfig)
+from mot_dinov3.config import (
+    DEFAULT_DINO_MODEL,
+    DetectorConfig,
+    EmbedderConfig,
+    OutputConfig,
+    RunConfig,
+    SchedulerConfig,
+    TrackerConfig,
+)
 from mot_dinov3.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -119,9 +126,9 @@ def build_run_config(a: argparse.Namespace) -> RunConfig:
                      "--embed-iou-gate": ("iou_gate", getattr(a, "embed_iou_gate", None)),
                      "--embed-budget-ms": ("budget_ms", getattr(a, "embed_budget_ms", None))}
     given = {flag: kv for flag, kv in refresh_flags.items() if kv[1] is not None}
-    refresh = dict(given.values())  # SchedulerConfig fields the user set
+    refresh: dict[str, Any] = dict(given.values())  # SchedulerConfig fields the user set
     device = "cpu" if a.cpu else a.device
-    if refresh.get("refresh_every", 1) < 1:
+    if (refresh.get("refresh_every") or 1) < 1:
         raise UserError(f"--embed-refresh {refresh['refresh_every']}: must be >= 1 frame")
     if lazy and a.embed_all:
         raise UserError("--embed-lazy with --embed-all: choose one (--embed-all computes every embedding)")

@@ -256,7 +256,7 @@ class Tracker:
 
     def _reidentify(self, lost: list[Track], dets: np.ndarray, f: _FrameDets, img_w: int) -> np.ndarray:
         have = [t for t in lost if t.embedding is not None]
-        if not have:
+        if not have or f.embeddings is None:
             return dets
         cfg = self.cfg
         app = self._appearance(have, f.embeddings[dets], f.known[dets], gallery=True)
@@ -310,7 +310,7 @@ class Tracker:
         else:
             a = self.cfg.alpha ** steps
             ema = a * t.embedding + (1.0 - a) * e
-            t.embedding = (ema / max(np.linalg.norm(ema), 1e-12)).astype(np.float32)
+            t.embedding = (ema / max(float(np.linalg.norm(ema)), 1e-12)).astype(np.float32)
         if self.cfg.nn_budget > 0:
             t.gallery.append(e.copy())
             while len(t.gallery) > self.cfg.nn_budget:

@@ -39,20 +39,20 @@ class DrawStyle:
         return t, f
 
 
-def draw_tracks(image: np.ndarray, tracks: Sequence, style: DrawStyle = DrawStyle()) -> np.ndarray:
+def draw_tracks(image: np.ndarray, tracks: Sequence, style: DrawStyle | None = None) -> np.ndarray:
     """Draw tracks on a copy of ``image``.
 
     Args:
         image: (H, W, 3) uint8 BGR.
         tracks: objects with ``track_id``, ``xyxy`` (4,), ``state`` (``LOST`` == 2 drawn grey and thin)
             and ``embedded_now``, e.g. :class:`mot_dinov3.track.TrackOutput`.
-        style: line thickness and font scale.
+        style: line thickness and font scale (default: from the image size).
 
     Returns:
         The annotated (H, W, 3) uint8 BGR image.
     """
     out = image.copy()
-    thick, scale = style.resolve(image.shape[0])
+    thick, scale = (style or DrawStyle()).resolve(image.shape[0])
     for t in tracks:
         x1, y1, x2, y2 = (int(round(v)) for v in t.xyxy)
         lost = int(t.state) == 2

@@ -48,7 +48,7 @@ def hub_reachable(timeout_s: float = 3.0) -> bool:
     return status < 500
 
 
-def _chain(exc: BaseException) -> Iterator[BaseException]:
+def _chain(exc: BaseException | None) -> Iterator[BaseException]:
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))

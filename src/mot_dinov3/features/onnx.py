@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from mot_dinov3.config import EmbedderConfig
-from mot_dinov3.errors import UserError
+from mot_dinov3.errors import MissingFileError, UserError
 from mot_dinov3.features.base import batches, crop_policy, cut_windows, l2_normalize, to_blob
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
@@ -39,7 +39,7 @@ class OnnxEmbedder:
             raise UserError("--embedder onnx needs --embed-model PATH.onnx (e.g. an OSNet ReID export)")
         path = Path(cfg.model).expanduser()
         if not path.is_file():
-            raise UserError(f"--embed-model {path}: ONNX file not found; pass the path of a ReID .onnx model")
+            raise MissingFileError(f"--embed-model {path}: ONNX file not found; pass the path of a ReID .onnx model")
         providers = ["CPUExecutionProvider"]
         if cfg.device and cfg.device.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
             providers.insert(0, "CUDAExecutionProvider")

@@ -16,10 +16,9 @@ The scheduler sees tracks only through :class:`TrackLike` (the tracker's read-on
 backends only through the :mod:`mot_dinov3.features.base` protocols.
 """
 
-from mot_dinov3.scheduler.lazy import (LookBuffer, contest_groups, near_lost_verdicts, pick_looks,
-                                      plan_lazy)
+from mot_dinov3.scheduler.lazy import LookBuffer, contest_groups, near_lost_verdicts, pick_looks, plan_lazy
 from mot_dinov3.scheduler.plan import CRITICAL, REFRESH, REUSE, SKIP, EmbedPlan, TrackLike, finish_plan, plan_actions
-from mot_dinov3.scheduler.runner import REFRESH_CHUNK, EmbeddingScheduler, Embeddings
+from mot_dinov3.scheduler.runner import REFRESH_CHUNK, Embeddings, EmbeddingScheduler
 
 __all__ = ["CRITICAL", "REFRESH", "REUSE", "SKIP", "REFRESH_CHUNK", "EmbedPlan", "Embeddings", "EmbeddingScheduler",
            "LookBuffer", "TrackLike", "contest_groups", "finish_plan", "near_lost_verdicts", "pick_looks",

@@ -35,14 +35,22 @@ CRITICAL, REFRESH, REUSE, SKIP = 0, 1, 2, 3
 class TrackLike(Protocol):
     """What the scheduler reads of a track (see :class:`mot_dinov3.track.TrackView`)."""
 
-    track_id: int
-    xyxy: np.ndarray
-    embedding: np.ndarray | None
-    last_embed_frame: int
-    lost: bool
-    last_seen: int
-    samples: int
-    start_frame: int
+    @property
+    def track_id(self) -> int: ...
+    @property
+    def xyxy(self) -> np.ndarray: ...
+    @property
+    def embedding(self) -> np.ndarray | None: ...
+    @property
+    def last_embed_frame(self) -> int: ...
+    @property
+    def lost(self) -> bool: ...
+    @property
+    def last_seen(self) -> int: ...
+    @property
+    def samples(self) -> int: ...
+    @property
+    def start_frame(self) -> int: ...
 
 
 @dataclass
@@ -108,8 +116,9 @@ def plan_actions(det_xyxy: np.ndarray, tracks: Sequence[TrackLike], frame: int, 
         second = np.sort(dt, axis=1)[:, -2] if len(tracks) > 1 else np.zeros(n)
         # crowded: the box overlaps another detection or a second track's predicted box
         crowded = (dd > cfg.overlap_thr).any(axis=1) | (second > cfg.overlap_thr)
-        near_lost = (iou_matrix(det_xyxy, np.array([t.xyxy for t in lost])) > cfg.overlap_thr).any(axis=1) \
-            if lost else np.zeros(n, bool)
+        near_lost: np.ndarray = np.zeros(n, bool)
+        if lost:
+            near_lost = np.asarray((iou_matrix(det_xyxy, np.array([t.xyxy for t in lost])) > cfg.overlap_thr).any(axis=1))
         claims = np.bincount(best[best_iou >= cfg.iou_gate], minlength=len(tracks))
         for i in range(n):
             t = tracks[best[i]]
@@ -140,6 +149,6 @@ def finish_plan(frame: int, action: np.ndarray, reasons: list[str], track_ids: n
     by_id = {t.track_id: t for t in active}
     last = np.array([by_id[tid].last_embed_frame if tid in by_id else 0 for tid in track_ids], np.int64)
     refresh = sorted(np.flatnonzero(action == REFRESH).tolist(), key=lambda i: (last[i], track_ids[i]))
-    cached = {int(tid): by_id[tid].embedding for tid in set(track_ids[action != CRITICAL].tolist())
-              if tid in by_id and by_id[tid].embedding is not None}
+    cached: dict[int, np.ndarray] = {int(tid): e for tid in set(track_ids[action != CRITICAL].tolist())
+                                     if tid in by_id and (e := by_id[tid].embedding) is not None}
     return EmbedPlan(frame, action, track_ids, last, refresh, cached, reasons, list(dict.fromkeys(flush)))

@@ -176,11 +176,11 @@ class EmbeddingScheduler:
         result.deferred = len(refresh)
         for tid in plan.track_ids[computed]:
             self.backlog.pop(int(tid), None)
-        for i in np.flatnonzero((plan.action != SKIP) & ~computed):
-            e = plan.cached[int(plan.track_ids[i])]
+        for j in np.flatnonzero((plan.action != SKIP) & ~computed):
+            e = plan.cached[int(plan.track_ids[j])]
             if vectors is None:
                 vectors = np.zeros((n, e.shape[0]), np.float32)
-            vectors[i] = e
+            vectors[j] = e
         self.refresh_ms.append(result.refresh_ms)
         self.computed_total += int(computed.sum())
         self.reused_total += int(((plan.action != SKIP) & ~computed).sum())
@@ -194,6 +194,7 @@ class EmbeddingScheduler:
                     self.cleared[pair] = plan.frame
                 else:
                     self.cleared.pop(pair, None)
+            assert isinstance(self.embedder, CropEmbedder)  # lazy memory runs only with one
             self.buffer.add(plan, image, det_xyxy, computed, self.embedder.crop)
         return result
 
@@ -204,6 +205,7 @@ class EmbeddingScheduler:
         if not taken:
             return {}
         crops = [crop for _, looks in taken for _, crop in looks]
+        assert isinstance(self.embedder, CropEmbedder)
         vectors = self.embedder.embed_crops(crops)
         self.computed_total += len(crops)
         self.reasons_total["memory"] = self.reasons_total.get("memory", 0) + len(crops)

@@ -1,0 +1,85 @@
+"""The Python API: MultiObjectTracker.update, track() and iter_track() give the CLI's tracks."""
+
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+import mot_dinov3
+from mot_dinov3 import replay
+from mot_dinov3.config import DetectorConfig
+from mot_dinov3.io import FrameSource, MotWriter
+
+
+def test_update_takes_boxmot_layout_and_returns_it():
+    mot = mot_dinov3.MultiObjectTracker(embedder=None)
+    frame = np.zeros((500, 1000, 3), np.uint8)
+    dets = np.array([[100, 100, 140, 200, 0.9, 0], [600, 100, 640, 200, 0.8, 2]], np.float32)
+    out = mot.update(dets, frame)  # frame 1: tracks confirmed at once
+    assert out.shape == (2, 8) and out.dtype == np.float32
+    assert out[:, 4].tolist() == [1, 2] and out[:, 6].tolist() == [0, 2] and out[:, 7].tolist() == [0, 1]
+    out = mot.update(dets[::-1] + [[2, 0, 2, 0, 0, 0]], frame)  # rows swapped: det_index follows them
+    assert out[:, 4].tolist() == [1, 2] and out[:, 7].tolist() == [1, 0]
+    assert mot.update(np.zeros((0, 6)), frame).shape == (0, 8)
+    assert {v.track_id for v in mot.tracks} == {1, 2} and all(v.lost for v in mot.tracks)
+    assert mot.stats.frames == 3 and mot.embedded_now == set()
+    mot.reset()
+    assert mot.tracks == [] and mot.stats.frames == 0
+
+
+def test_bad_arguments_raise_value_errors_with_the_fix():
+    mot = mot_dinov3.MultiObjectTracker(embedder="none")
+    frame = np.zeros((50, 50, 3), np.uint8)
+    with pytest.raises(ValueError, match=r"expected \(N, 6\)"):
+        mot.update(np.zeros((3, 4)), frame)
+    with pytest.raises(ValueError, match="BGR image"):
+        mot.update(np.zeros((0, 6)), np.zeros((50, 50)))
+    with pytest.raises(ValueError, match="scheduler 'sometimes'"):
+        mot_dinov3.MultiObjectTracker(embedder="none", scheduler="sometimes")
+    with pytest.raises(ValueError, match="unknown embedder"):
+        mot_dinov3.MultiObjectTracker(embedder="resnet")
+    with pytest.raises(FileNotFoundError):
+        mot_dinov3.MultiObjectTracker(embedder="onnx", embed_model="missing.onnx")
+    with pytest.raises(FileNotFoundError):
+        mot_dinov3.MultiObjectTracker(embedder="none", tracker_config="missing.yaml")
+    with pytest.raises(ValueError, match="options .*'sauce'"):
+        mot_dinov3.track("video.mp4", sauce=1)
+
+
+@pytest.mark.slow
+def test_update_on_cached_detections_and_track_give_the_clis_mot_txt(tmp_path, yolov8n, osnet_onnx, tud_campus):
+    """The CLI, track() and MultiObjectTracker.update on the same detector's boxes: the same MOT txt, byte for byte."""
+    cli_txt, api_txt, mot_txt = tmp_path / "cli.txt", tmp_path / "api.txt", tmp_path / "update.txt"
+    opts = ["--det", str(yolov8n), "--classes", "0", "--embedder", "onnx", "--embed-model", str(osnet_onnx)]
+    r = subprocess.run([sys.executable, "-m", "mot_dinov3", "--source", str(tud_campus), *opts, "--output", "",
+                        "--save-mot", str(cli_txt), "--no-progress"], capture_output=True, text=True, check=False)
+    assert r.returncode == 0, r.stderr
+    summary = mot_dinov3.track(tud_campus, det=str(yolov8n), classes="0", embedder="onnx",
+                               embed_model=str(osnet_onnx), output=None, save_mot=str(api_txt), no_progress=True)
+    assert summary.frames == 71 and api_txt.read_bytes() == cli_txt.read_bytes()
+
+    dets = replay.load_or_detect(tmp_path / "cache", tud_campus,
+                                 DetectorConfig(model=str(yolov8n), conf=0.1, imgsz=960, classes=[0]))
+    source = FrameSource(tud_campus)
+    mot = mot_dinov3.MultiObjectTracker(embedder="onnx", embed_model=str(osnet_onnx), fps=source.fps)
+    writer = MotWriter(str(mot_txt))
+    for frame, d in zip(source, dets.frames):
+        out = mot.update(np.c_[d.xyxy, d.conf, d.cls], frame.image)
+        writer.write(frame.index, out[:, 4].astype(int), out[:, :4], out[:, 5])
+    writer.close()
+    assert mot_txt.read_bytes() == cli_txt.read_bytes()
+    assert mot.stats.embeddings_computed == summary.embeddings_computed > 0
+
+
+@pytest.mark.slow
+def test_iter_track_yields_every_frame_with_its_tracks(tmp_path, yolov8n, tud_campus):
+    seen = []
+    for index, image, tracks in mot_dinov3.iter_track(tud_campus, det=str(yolov8n), classes=[0], embedder="none",
+                                                     output=str(tmp_path / "v.mp4"), max_frames=5, no_progress=True):
+        assert image.shape == (480, 640, 3) and tracks.shape[1] == 8
+        seen.append(index)
+    assert seen == [1, 2, 3, 4, 5]
+    cap = cv2.VideoCapture(str(tmp_path / "v.mp4"))
+    assert cap.isOpened() and int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 5
