@@ -117,43 +117,25 @@ def _no_veto(self, tracks, app):
     return np.zeros(app.shape, bool)
 
 
-def _no_recovery(self, left, dets, f):
-    return dets
-
-
 def _no_catch_up(self, t, e):
     self._absorb(t, e, 1)
     t.last_embed_frame, t.embedded_now, t.reused_obs = self.frame, True, 0
 
 
-def _free_births(self, dets, f, image_w):
-    """Experiment: below new_track_thresh, a box starts a track unless a lost track is within re-ID reach."""
-    from mot_dinov3 import matching
-    from mot_dinov3.tracker import TrackState
-
-    ok = f.conf[dets] >= self.cfg.new_track_thresh
-    lost = [t for t in self.tracks if t.state == TrackState.LOST]
-    if lost and len(dets):
-        near = (matching.centroid_distance(np.array([t.last_obs for t in lost]), f.xyxy[dets], image_w)
-                <= self.cfg.reid_max_dist).any(axis=0)
-    else:
-        near = np.zeros(len(dets), bool)
-    return ok | ~near
+def _strict_births(self, dets, f, image_w):
+    """The birth rule before: every box needs new_track_thresh, near a lost track or not."""
+    return f.conf[dets] >= self.cfg.new_track_thresh
 
 
-PATCHES = {"free_births": ("_may_start", _free_births)}
+PATCHES = {"strict_births": ("_may_start", _strict_births)}
 
 # name: (tracker overrides, scheduler overrides, Tracker method replaced): each switches one rule off
 ABLATIONS: dict[str, tuple[dict, dict, tuple[str, object] | None]] = {
     "low-score stage (ByteTrack)": ({"track_low_thresh": 1.0}, {}, None),
+    "births away from lost tracks": ({}, {}, ("_may_start", _strict_births)),
     "appearance veto": ({}, {}, ("_appearance_veto", _no_veto)),
-    "last-observation recovery (OC-SORT)": ({}, {}, ("_recover", _no_recovery)),
-    "re-ID (all tiers)": ({"reid_thresh": 0.0, "reid_unique_thresh": 0.0, "reid_motion_thresh": 0.0}, {}, None),
-    "re-ID ratio tier": ({"reid_unique_thresh": 0.0}, {}, None),
+    "re-ID (both tiers)": ({"reid_thresh": 0.0, "reid_motion_thresh": 0.0}, {}, None),
     "re-ID Kalman tier": ({"reid_motion_thresh": 0.0}, {}, None),
-    "gallery": ({"nn_budget": 0}, {}, None),
-    "gallery overlap filter": ({"gallery_overlap_thresh": 1.0}, {}, None),
-    "fuse_score": ({"fuse_score": False}, {}, None),
     "GMC": ({"gmc_method": "none"}, {}, None),
     "min_hits": ({"min_hits": 1}, {}, None),
     "EMA catch-up": ({}, {}, ("_update_embedding", _no_catch_up)),

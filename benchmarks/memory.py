@@ -12,7 +12,7 @@ extra) before every frame.
 Reported: RSS after ``--warmup`` frames (models loaded, buffers allocated), at each quarter of the run,
 the peak, and the growth over the second half of the run as a least-squares slope in MB per 1000
 frames. A streaming pipeline (frames decoded a few ahead, lost tracks removed after ``track_buffer``,
-galleries capped at ``nn_budget``, results flushed every frame) keeps that slope near zero however long
+a fixed-size EMA per track, results flushed every frame) keeps that slope near zero however long
 the video; what grows at all is the run summary's per-frame timings (a few floats per frame). Prints a
 markdown table; writes JSON.
 """

@@ -61,9 +61,9 @@ def test_refresh_flags_with_an_explicit_embed_lazy_are_an_error():
 
 def test_default_conf_follows_the_tracker_low_threshold(tmp_path):
     y = tmp_path / "t.yaml"
-    y.write_text("track_low_thresh: 0.2\ngmc_method: none\nnn_budget: 5\n")
+    y.write_text("track_low_thresh: 0.2\ngmc_method: none\nmin_hits: 3\n")
     cfg = build_run_config(track_parser().parse_args(["--source", "v.mp4", "--tracker-config", str(y)]))
-    assert cfg.detector.conf == 0.2 and cfg.tracker.gmc_method == "none" and cfg.tracker.nn_budget == 5
+    assert cfg.detector.conf == 0.2 and cfg.tracker.gmc_method == "none" and cfg.tracker.min_hits == 3
     cfg = build_run_config(track_parser().parse_args(["--source", "v.mp4", "--tracker-config", str(y), "--conf", "0.4"]))
     assert cfg.detector.conf == 0.4
 

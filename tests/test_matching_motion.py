@@ -29,17 +29,6 @@ def test_hungarian_beats_greedy_and_respects_threshold():
     assert len(m) == 0 and ur.tolist() == [0] and uc.tolist() == [0]
 
 
-def test_unambiguous_needs_a_margin_in_its_row_and_its_column():
-    cost = np.array([[0.24, 0.50, 2.0],   # row rival 0.50, column rival 2.0: clear
-                     [2.0, 0.30, 0.31],   # row rival 0.31 is too close
-                     [2.0, 2.0, 0.10]])   # column rival 0.31 is 0.21 away: clear
-    np.testing.assert_array_equal(matching.unambiguous(cost, 0.2),
-                                  [[True, False, False], [False, False, False], [False, False, True]])
-    assert matching.unambiguous(np.array([[0.9]]), 0.2).tolist() == [[True]]  # nobody to confuse it with
-    assert not matching.unambiguous(np.array([[0.1, 0.1]]), 0.01).any()  # a tie is never clear
-    assert matching.unambiguous(np.zeros((0, 3)), 0.2).shape == (0, 3)
-
-
 def test_kalman_learns_constant_velocity():
     mean, cov = motion.initiate(np.array([100.0, 50.0, 20.0, 40.0]))
     for k in range(1, 15):

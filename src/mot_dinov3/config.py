@@ -18,6 +18,9 @@ from mot_dinov3.errors import MissingFileError, UserError
 DEFAULT_DINO_MODEL = "facebook/dinov3-vitb16-pretrain-lvd1689m"
 OPEN_FALLBACK_MODEL = "facebook/dinov2-base"
 DEFAULT_CLIP_MODEL = "openai/clip-vit-base-patch32"
+# an embedding of a box overlapping another detection above this IoU mixes two objects: it is matched
+# with, but never enters a track's memory (tracker) nor is kept as a look to embed later (scheduler)
+CLEAN_OVERLAP_IOU = 0.3
 
 
 @dataclass
@@ -117,7 +120,7 @@ class SchedulerConfig:
         lazy_spacing: lazy: frames between two kept looks of one track.
         lazy_window: lazy: kept looks older than this many frames are dropped.
         look_overlap_thr: lazy: a look is clean (kept) when its box overlaps no other detection above this
-            IoU; the pipeline sets it to the tracker's ``gallery_overlap_thresh``.
+            IoU; :meth:`derived` sets it to :data:`CLEAN_OVERLAP_IOU`.
     """
 
     refresh_every: int = 2
@@ -141,11 +144,11 @@ class SchedulerConfig:
     def derived(self, tracker: TrackerConfig) -> SchedulerConfig:
         """This config with the thresholds that mirror the tracker's set from it: ``contest_iou`` (where
         appearance enters the fused cost, ``1 - proximity_thresh``), ``near_lost_clear`` (the loosest
-        re-identification threshold) and ``look_overlap_thr`` (``gallery_overlap_thresh``: only looks
+        re-identification threshold) and ``look_overlap_thr`` (:data:`CLEAN_OVERLAP_IOU`: only looks
         the tracker would keep may enter a memory)."""
         return dataclasses.replace(
-            self, contest_iou=1.0 - tracker.proximity_thresh, look_overlap_thr=tracker.gallery_overlap_thresh,
-            near_lost_clear=max(tracker.reid_thresh, tracker.reid_unique_thresh, tracker.reid_motion_thresh))
+            self, contest_iou=1.0 - tracker.proximity_thresh, look_overlap_thr=CLEAN_OVERLAP_IOU,
+            near_lost_clear=max(tracker.reid_thresh, tracker.reid_motion_thresh))
 
 
 @dataclass
@@ -153,36 +156,31 @@ class TrackerConfig:
     """Tracker thresholds. Key names follow BoT-SORT / Ultralytics ``botsort.yaml``.
 
     Attributes:
-        track_high_thresh: detections at or above this confidence take part in the first association.
+        track_high_thresh: detections at or above this confidence take part in the first association,
+            re-identification and births.
         track_low_thresh: detections between this and ``track_high_thresh`` take part in the second,
             IoU-only association (ByteTrack, arXiv 2110.06864); below it they are dropped.
-        new_track_thresh: an unmatched detection starts a track only at or above this confidence.
+        new_track_thresh: an unmatched detection within re-identification reach of a lost track starts a
+            track only at or above this confidence (it may be that object back); elsewhere every unmatched
+            high-score detection starts one.
         track_buffer: frames a lost track is kept for re-identification, at 30 fps; scaled by the real fps.
-        match_thresh: maximum fused cost for a first-stage match (1 - IoU units).
-        second_match_thresh: maximum cost (1 - IoU) for a second-stage match.
+        match_thresh: maximum fused cost for a first-stage match (1 - IoU x confidence units, BoT-SORT's
+            ``fuse_score``).
         proximity_thresh: appearance is only trusted for pairs with IoU above ``1 - proximity_thresh``.
         appearance_thresh: appearance is only trusted for pairs with cosine distance below this; a track
             that missed frames is only matched again below it (when both embeddings are known).
-        reid_thresh: maximum cosine distance for re-identifying a lost track from appearance alone.
-        reid_max_dist: maximum distance from a lost track's last observed centre, as a fraction of the
-            image width, for that re-identification.
-        reid_unique_thresh: a re-identification up to this cosine distance is accepted too when it is
-            unambiguous (see ``reid_margin``); at or below ``reid_thresh`` this never applies.
-        reid_margin: unambiguous: every other lost track and detection in reach is at least this much
-            further in cosine distance (a ratio test over both sides of the pair).
+        reid_thresh: maximum cosine distance for re-identifying a lost track from appearance alone, with
+            the box centre at most ``reid_max_dist`` image widths from its last observation.
+        reid_max_dist: that distance, as a fraction of the image width (the re-identification reach).
         reid_motion_thresh: a re-identification up to this cosine distance is accepted too when the box
             centre lies inside the lost track's Kalman gate (squared Mahalanobis distance to the predicted
             centre at most 9.21, the chi-square 99% quantile for 2 degrees of freedom; DeepSORT's gated
             appearance metric, arXiv 1703.07402). Its uncertainty grows with the frames it is lost;
             at or below ``reid_thresh`` this never applies.
-        fuse_score: multiply IoU similarity by detection confidence (BoT-SORT ``fuse_score``).
         gmc_method: camera motion compensation, ``sparseOptFlow``, ``ecc`` or ``none``
             (:mod:`mot_dinov3.gmc`); a static camera is detected and left uncorrected.
-        alpha: EMA factor for a track's embedding: ``e = alpha * e + (1 - alpha) * new``.
-        nn_budget: fresh embeddings kept per track (gallery) for re-identification; 0 keeps only the EMA.
-        gallery_overlap_thresh: an embedding of a box overlapping another detection by more than this IoU
-            is not added to the track's EMA or gallery (it mixes two objects).
         min_hits: matches before a tentative track is confirmed (frame 1, or 1, confirms at once).
+        alpha: EMA factor for a track's embedding: ``e = alpha * e + (1 - alpha) * new`` (BoT-SORT's 0.9).
         use_hungarian: optimal assignment (``scipy.optimize.linear_sum_assignment``); else greedy.
     """
 
@@ -191,20 +189,14 @@ class TrackerConfig:
     new_track_thresh: float = 0.6
     track_buffer: int = 150
     match_thresh: float = 0.7
-    second_match_thresh: float = 0.4
     proximity_thresh: float = 0.6
     appearance_thresh: float = 0.25
     reid_thresh: float = 0.22
     reid_max_dist: float = 0.15
-    reid_unique_thresh: float = 0.25
-    reid_margin: float = 0.2
     reid_motion_thresh: float = 0.3
-    fuse_score: bool = True
     gmc_method: str = "sparseOptFlow"
-    alpha: float = 0.9
-    nn_budget: int = 30
-    gallery_overlap_thresh: float = 0.3
     min_hits: int = 2
+    alpha: float = 0.9
     use_hungarian: bool = True
 
     @classmethod

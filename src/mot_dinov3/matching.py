@@ -46,7 +46,7 @@ def fuse_iou_appearance(
 ) -> np.ndarray:
     """BoT-SORT cost fusion (Aharon et al., arXiv 2206.14651, eq. 12-13).
 
-    ``d_iou = 1 - IoU`` (optionally ``1 - IoU * conf``, BoT-SORT ``fuse_score``); the appearance cost
+    ``d_iou = 1 - IoU`` (``1 - IoU * conf`` with confidences, BoT-SORT ``fuse_score``); the appearance cost
     ``d_app = cos_dist / 2`` is trusted only where the pair is close (``d_iou < proximity_thresh``) and
     similar (``cos_dist < appearance_thresh``), else set to 1; the fused cost is ``min(d_iou, d_app)``.
 
@@ -66,35 +66,6 @@ def fuse_iou_appearance(
     d_app = app_dist / 2.0
     d_app = np.where((app_dist > appearance_thresh) | ((1.0 - iou) > proximity_thresh), 1.0, d_app)
     return np.minimum(d_iou, d_app).astype(np.float32)
-
-
-def unambiguous(cost: np.ndarray, margin: float) -> np.ndarray:
-    """Pairs whose cost beats every rival by ``margin``: a ratio-test style check (Lowe, IJCV 2004)
-    over both sides of an assignment.
-
-    Args:
-        cost: (N, M) float cost, e.g. cosine distance of lost tracks x detections (rows and columns
-            that are out of reach should hold a large value such as 2).
-        margin: the smallest gap, in cost units, to the next-best entry of the same row and column.
-
-    Returns:
-        (N, M) bool, True where ``cost[i, j] + margin <= cost[i, k]`` for every ``k != j`` and
-        ``<= cost[l, j]`` for every ``l != i``. A lone row or column has no rival.
-    """
-    cost = np.asarray(cost, np.float32)
-    n, m = cost.shape
-    if n == 0 or m == 0:
-        return np.zeros((n, m), bool)
-
-    def rival(c: np.ndarray) -> np.ndarray:  # per entry, the smallest other entry of its row
-        if c.shape[1] == 1:
-            return np.full(c.shape, np.inf, np.float32)
-        two = np.partition(c, 1, axis=1)[:, :2]
-        first = c == two[:, :1]
-        # the row minimum's rival is the second smallest, everyone else's is the minimum
-        return np.where(first & (np.sum(first, axis=1, keepdims=True) == 1), two[:, 1:2], two[:, :1])
-
-    return (cost + margin <= rival(cost)) & (cost + margin <= rival(cost.T).T)
 
 
 def linear_assignment(cost: np.ndarray, thresh: float, hungarian: bool = True

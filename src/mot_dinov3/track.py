@@ -3,8 +3,7 @@ hands out: :class:`TrackView` to the embedding scheduler, :class:`TrackOutput` t
 
 from __future__ import annotations
 
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import IntEnum
 
 import numpy as np
@@ -35,7 +34,6 @@ class Track:
     last_seen: int  # frame of the last matched detection
     last_obs: np.ndarray  # (4,) float32 xyxy of the last matched detection
     embedding: np.ndarray | None = None  # (D,) float32 L2-normalised EMA
-    gallery: deque = field(default_factory=deque)  # last ``nn_budget`` fresh (D,) embeddings
     last_embed_frame: int = 0  # frame of the last fresh embedding
     reused_obs: int = 0  # clean observations matched with a cached embedding since the last fresh one
     samples: int = 0  # fresh embeddings absorbed into the EMA over the track's life

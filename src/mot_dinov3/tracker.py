@@ -1,4 +1,4 @@
-"""IoU + cosine multi-object tracker: Kalman motion, GMC, two-stage association, EMA + gallery re-ID.
+"""IoU + cosine multi-object tracker: Kalman motion, GMC, two-stage association, EMA re-identification.
 
 Per frame, :meth:`Tracker.predict` moves every track with the Kalman filter and, for a moving camera,
 the GMC warp (BoT-SORT, arXiv 2206.14651). :meth:`Tracker.update` then runs:
@@ -8,20 +8,14 @@ the GMC warp (BoT-SORT, arXiv 2206.14651). :meth:`Tracker.update` then runs:
    missed frames is only matched where its appearance agrees (cosine distance <= ``appearance_thresh``)
    or is unknown: after an occlusion, a box at the predicted place is often somebody else;
 2. still-unmatched confirmed tracks x low-score detections, IoU only (ByteTrack, arXiv 2110.06864);
-3. observation-centric recovery (OC-SORT, arXiv 2203.14360): the last observed box of each still
-   unmatched track x the remaining high-score detections, by IoU, for predictions that drifted; step 1's
-   appearance veto applies (a box where a long-lost person was last seen is often somebody else);
-4. lost tracks x remaining high-score detections by appearance alone: the smallest cosine distance to
-   the track's EMA or its gallery of the last ``nn_budget`` embeddings (DeepSORT, arXiv 1703.07402)
-   below ``reid_thresh``, with the centres at most ``reid_max_dist`` image widths from the last
-   observation: re-identification after occlusion. A pair up to ``reid_unique_thresh`` is accepted too
-   when it is unambiguous: every other lost track and detection in reach is at least ``reid_margin``
-   further (a ratio test on both sides, :func:`~mot_dinov3.matching.unambiguous`), and up to
-   ``reid_motion_thresh`` when the box centre is inside the track's Kalman gate (squared Mahalanobis
-   distance <= ``CHI2_99_2DOF``, DeepSORT's gated appearance metric; the gate widens with every frame
-   the track is lost). It runs before tentative tracks get their boxes;
-5. tentative tracks x remaining high-score detections (fused cost, threshold 0.7);
-6. life cycle: unmatched confirmed tracks become lost; lost tracks older than ``track_buffer``
+3. lost tracks x remaining high-score detections by appearance alone: the cosine distance to the
+   track's EMA below ``reid_thresh``, with the centres at most ``reid_max_dist`` image widths from the
+   last observation: re-identification after occlusion; up to ``reid_motion_thresh`` when the box
+   centre is also inside the track's Kalman gate (squared Mahalanobis distance <= ``CHI2_99_2DOF``,
+   DeepSORT's gated appearance metric, arXiv 1703.07402; the gate widens with every frame the track is
+   lost). It runs before tentative tracks get their boxes;
+4. tentative tracks x remaining high-score detections (fused cost, ``TENTATIVE_MATCH_THRESH``);
+5. life cycle: unmatched confirmed tracks become lost; lost tracks older than ``track_buffer``
    (frames at 30 fps, scaled by the real fps) are removed; unmatched tentative tracks are removed;
    remaining detections start tentative tracks (confirmed at once on the first frame or with
    ``min_hits`` 1), except, below ``new_track_thresh``, those within re-identification reach of a lost
@@ -34,7 +28,7 @@ A track coming back after missed frames restarts its velocity from its last obse
 observation-centric re-update, simplified). Reported boxes are the Kalman-filtered states.
 A track's embedding is an EMA (``alpha``) of the fresh embeddings matched to it; embeddings the
 caller marks as not fresh (reused from cache), and embeddings of boxes overlapping another detection
-by more than ``gallery_overlap_thresh`` IoU, are used for matching but never enter the EMA or gallery.
+by more than ``CLEAN_OVERLAP_IOU``, are used for matching but never enter the EMA (they mix two objects).
 The EMA keeps the time constant that computing every embedding would give it: a fresh embedding that
 follows k clean observations served from cache weighs as the k + 1 samples it stands for
 (``e = alpha**(k+1) * e + (1 - alpha**(k+1)) * new``). With every embedding computed k is always 0;
@@ -49,12 +43,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from mot_dinov3 import matching, motion
-from mot_dinov3.config import TrackerConfig
+from mot_dinov3.config import CLEAN_OVERLAP_IOU, TrackerConfig
 from mot_dinov3.track import Track, TrackOutput, TrackState, TrackView
 
 __all__ = ["Tracker", "Track", "TrackOutput", "TrackState", "TrackView"]
 
 TENTATIVE_MATCH_THRESH = 0.7  # BoT-SORT's threshold for unconfirmed tracks
+SECOND_MATCH_THRESH = 0.4  # max 1 - IoU of a second-stage (low-score, IoU-only) match: IoU above 0.6
 CHI2_99_2DOF = 9.21  # chi-square 99% quantile, 2 degrees of freedom: the Kalman gate on a box centre
 
 
@@ -104,7 +99,7 @@ class Tracker:
         return matching.centroid_distance(last, xyxy, image_w) <= self.cfg.reid_max_dist
 
     def update_appearance(self, track_id: int, frames: np.ndarray, embeddings: np.ndarray) -> None:
-        """Absorb embeddings of a track's earlier looks into its appearance memory (EMA and gallery).
+        """Absorb embeddings of a track's earlier looks into its appearance memory (the EMA).
 
         Call between :meth:`predict` and :meth:`update`. Each look weighs as the frames it stands for
         since the memory's previous sample (``alpha**gap``, the catch-up rule of the module docstring);
@@ -152,10 +147,10 @@ class Tracker:
         if embeddings is None:
             known = np.zeros(n, bool)
         # an embedding of a box that overlaps another detection mixes two objects: match with it,
-        # but keep it out of the track's EMA and gallery
+        # but keep it out of the track's EMA
         overlap = matching.iou_matrix(xyxy, xyxy)
         np.fill_diagonal(overlap, 0.0)
-        alone = ~(overlap > cfg.gallery_overlap_thresh).any(axis=1)
+        alone = ~(overlap > CLEAN_OVERLAP_IOU).any(axis=1)
         frame = _FrameDets(xyxy, conf, cls, embeddings, known, fresh & alone & known, ~fresh & alone & known)
         high = np.flatnonzero(conf >= cfg.track_high_thresh)
         low = np.flatnonzero((conf >= cfg.track_low_thresh) & (conf < cfg.track_high_thresh))
@@ -173,21 +168,16 @@ class Tracker:
         # 2. unmatched confirmed x low, IoU only (ByteTrack)
         r_conf = [pool[i] for i in um_pool if pool[i].state == TrackState.CONFIRMED]
         cost = 1.0 - matching.iou_matrix(np.array([t.xyxy for t in r_conf]).reshape(-1, 4), xyxy[low])
-        pairs2, um2, _ = matching.linear_assignment(cost, cfg.second_match_thresh, cfg.use_hungarian)
+        pairs2, _, _ = matching.linear_assignment(cost, SECOND_MATCH_THRESH, cfg.use_hungarian)
         for r, c in pairs2:
             self._match(r_conf[r], low[c], frame, use_embedding=False)
 
-        # 3. observation-centric recovery (OC-SORT): the last observed box of a still-unmatched
-        #    track against the remaining detections, for tracks whose Kalman prediction drifted
-        left = [r_conf[i] for i in um2] + [pool[i] for i in um_pool if pool[i].state == TrackState.LOST]
-        remaining = self._recover(left, remaining, frame)
-
-        # 4. lost x remaining high by appearance (gallery), gated by distance: re-identification
+        # 3. lost x remaining high by appearance, gated by distance: re-identification
         still_lost = [t for t in self.tracks if t.state == TrackState.LOST and t.last_seen != self.frame]
         if embeddings is not None and still_lost and len(remaining):
             remaining = self._reidentify(still_lost, remaining, frame, image_wh[0])
 
-        # 5. tentative x remaining high
+        # 4. tentative x remaining high
         pairs5, um_tent, um_high5 = self._associate(tentative, remaining, frame, TENTATIVE_MATCH_THRESH)
         for r, c in pairs5:
             self._match(tentative[r], remaining[c], frame)
@@ -195,7 +185,7 @@ class Tracker:
         for i in um_tent:
             tentative[i].state = TrackState.REMOVED
 
-        # 6. life cycle
+        # 5. life cycle
         for t in self.tracks:
             if t.state == TrackState.CONFIRMED and t.last_seen != self.frame:
                 t.state = TrackState.LOST
@@ -213,26 +203,12 @@ class Tracker:
         iou = matching.iou_matrix(np.array([t.xyxy for t in tracks]), f.xyxy[dets])
         app = None
         if f.embeddings is not None:
-            app = self._appearance(tracks, f.embeddings[dets], f.known[dets], gallery=False)
-        cost = matching.fuse_iou_appearance(iou, app, f.conf[dets] if self.cfg.fuse_score else None,
+            app = self._appearance(tracks, f.embeddings[dets], f.known[dets])
+        cost = matching.fuse_iou_appearance(iou, app, f.conf[dets],
                                             self.cfg.proximity_thresh, self.cfg.appearance_thresh)
         if app is not None:
             cost = np.where(self._appearance_veto(tracks, app), 1e3, cost)
         return matching.linear_assignment(cost, thresh, self.cfg.use_hungarian)
-
-    def _recover(self, left: list[Track], dets: np.ndarray, f: _FrameDets) -> np.ndarray:
-        """Step 3: the last observed boxes of ``left`` x ``dets`` by IoU, under step 1's appearance veto;
-        returns the detections left unmatched."""
-        if not left or not len(dets):
-            return dets
-        cost = 1.0 - matching.iou_matrix(np.array([t.last_obs for t in left]), f.xyxy[dets])
-        if f.embeddings is not None:
-            app = self._appearance(left, f.embeddings[dets], f.known[dets], gallery=False)
-            cost = np.where(self._appearance_veto(left, app), 1e3, cost)
-        pairs, _, um = matching.linear_assignment(cost, self.cfg.second_match_thresh, self.cfg.use_hungarian)
-        for r, c in pairs:
-            self._match(left[r], dets[c], f)
-        return dets[um]
 
     def _appearance_veto(self, tracks: list[Track], app: np.ndarray) -> np.ndarray:
         """(T, M) bool: a track that missed frames comes back only if its appearance agrees (where both
@@ -241,16 +217,14 @@ class Tracker:
         return (gap[:, None] > 1) & (app > self.cfg.appearance_thresh) & (app < 2.0)
 
     @staticmethod
-    def _appearance(tracks: list[Track], det_emb: np.ndarray, known: np.ndarray, gallery: bool) -> np.ndarray:
-        """(T, M) cosine distance of tracks to detection embeddings: to the EMA, or the smallest over the
-        EMA and the gallery (DeepSORT's nearest-neighbour metric, arXiv 1703.07402); 2 (unknown) for tracks
+    def _appearance(tracks: list[Track], det_emb: np.ndarray, known: np.ndarray) -> np.ndarray:
+        """(T, M) cosine distance of tracks' EMA embeddings to detection embeddings; 2 (unknown) for tracks
         without one and for detections whose row is not ``known``."""
         out = np.full((len(tracks), len(det_emb)), 2.0, np.float32)
         for i, t in enumerate(tracks):
             if t.embedding is None:
                 continue
-            ref = np.stack([t.embedding, *t.gallery]) if gallery and t.gallery else t.embedding[None]
-            out[i] = matching.cosine_distance(ref, det_emb).min(axis=0)
+            out[i] = matching.cosine_distance(t.embedding[None], det_emb)[0]
         out[:, ~known] = 2.0
         return out
 
@@ -259,21 +233,17 @@ class Tracker:
         if not have or f.embeddings is None:
             return dets
         cfg = self.cfg
-        app = self._appearance(have, f.embeddings[dets], f.known[dets], gallery=True)
+        app = self._appearance(have, f.embeddings[dets], f.known[dets])
         near = self._in_reach(have, f.xyxy[dets], img_w)
         cost = np.where(near, app, 2.0)
-        # below reid_thresh always; up to reid_unique_thresh only where no other lost track or
-        # detection in reach comes within reid_margin of the pair (nobody to confuse it with)
-        accept = (cost <= cfg.reid_thresh) | ((cost <= cfg.reid_unique_thresh)
-                                              & matching.unambiguous(cost, cfg.reid_margin))
+        accept = cost <= cfg.reid_thresh
         if cfg.reid_motion_thresh > cfg.reid_thresh:  # DeepSORT: appearance inside the Kalman gate
             centres = (f.xyxy[dets, :2] + f.xyxy[dets, 2:]) / 2
             gate = motion.gating_distance(np.stack([t.mean for t in have]), np.stack([t.cov for t in have]),
                                           centres) <= CHI2_99_2DOF
             accept |= (cost <= cfg.reid_motion_thresh) & gate
         cost = np.where(accept, cost, 2.0)
-        pairs, _, um = matching.linear_assignment(cost, max(cfg.reid_thresh, cfg.reid_unique_thresh,
-                                                      cfg.reid_motion_thresh),
+        pairs, _, um = matching.linear_assignment(cost, max(cfg.reid_thresh, cfg.reid_motion_thresh),
                                                   cfg.use_hungarian)
         for r, c in pairs:
             self._match(have[r], dets[c], f)
@@ -303,7 +273,7 @@ class Tracker:
         t.last_embed_frame, t.embedded_now, t.reused_obs = self.frame, True, 0
 
     def _absorb(self, t: Track, e: np.ndarray, steps: int) -> None:
-        """EMA update weighing ``e`` as ``steps`` observations (``alpha**steps``), then the gallery."""
+        """EMA update weighing ``e`` as ``steps`` observations (``alpha**steps``)."""
         e = np.asarray(e, np.float32)
         if t.embedding is None:
             t.embedding = e.copy()
@@ -311,10 +281,6 @@ class Tracker:
             a = self.cfg.alpha ** steps
             ema = a * t.embedding + (1.0 - a) * e
             t.embedding = (ema / max(float(np.linalg.norm(ema)), 1e-12)).astype(np.float32)
-        if self.cfg.nn_budget > 0:
-            t.gallery.append(e.copy())
-            while len(t.gallery) > self.cfg.nn_budget:
-                t.gallery.popleft()
         t.samples += 1
 
     def _may_start(self, dets: np.ndarray, f: _FrameDets, image_w: int) -> np.ndarray:
@@ -351,7 +317,8 @@ class Tracker:
 class _FrameDets:
     """This frame's detections as the association steps read them.
 
-    ``known``: rows of ``embeddings`` that hold an embedding; ``clean``: a fresh embedding of a box overlapping no other detection (fit for the EMA and gallery);
+    ``known``: rows of ``embeddings`` that hold an embedding; ``clean``: a fresh embedding of a box
+    overlapping no other detection (fit for the EMA);
     ``reused``: a cached embedding on such a box (an observation the EMA catches up on later).
     """
 

@@ -2,7 +2,7 @@
 
 :func:`plan_lazy` replaces the refresh rules of :mod:`~mot_dinov3.scheduler.plan`: new, contested and
 near-lost boxes and young memories are computed, there is no periodic refresh, and a track's memory (EMA
-and gallery) is fed from its buffered clean looks only when it is about to be read: when the track is
+) is fed from its buffered clean looks only when it is about to be read: when the track is
 contested or next to a near-lost box, or it is lost and a computed box may be it. :class:`LookBuffer`
 keeps those looks: the crops of clean detections served from cache, the last ``lazy_window`` frames per
 track; :func:`pick_looks` chooses which of them to embed (at most ``lazy_samples``, ``lazy_spacing``
@@ -167,7 +167,7 @@ class LookBuffer:
     """Per track, the crops of its clean detections served from cache: looks not yet embedded.
 
     A look is clean when no other detection overlaps its box above ``overlap_thr`` IoU (the tracker's
-    ``gallery_overlap_thresh``: only such looks may enter a track's memory). A clean detection embedded
+    :data:`~mot_dinov3.config.CLEAN_OVERLAP_IOU`: only such looks may enter a track's memory). A clean detection embedded
     now makes its track's older looks redundant; looks older than ``window`` frames are dropped.
 
     Args:
