@@ -38,23 +38,40 @@ def main() -> None:
     det = DetectorConfig(model=a.det, conf=0.1, imgsz=960, classes=[0])
     dets = load_or_detect(Path(a.seq), det)
     embedder = create_embedder(EmbedderConfig(name="onnx", model=a.reid))
-    settings = [(f"refresh rules, --embed-budget-ms {b:g}", SchedulerConfig(lazy=False, budget_ms=b)) for b in a.budgets]
-    settings += [("--embed-refresh 5 --embed-budget-ms 20", SchedulerConfig(lazy=False, refresh_every=5, budget_ms=20)),
-                 ("--embed-iou-gate 0.7 --embed-overlap-thr 0.15 --embed-refresh 8 --embed-budget-ms 15",
-                  SchedulerConfig(lazy=False, iou_gate=0.7, overlap_thr=0.15, refresh_every=8, budget_ms=15))]
+    settings = [
+        (f"refresh rules, --embed-budget-ms {b:g}", SchedulerConfig(lazy=False, budget_ms=b)) for b in a.budgets
+    ]
+    settings += [
+        ("--embed-refresh 5 --embed-budget-ms 20", SchedulerConfig(lazy=False, refresh_every=5, budget_ms=20)),
+        (
+            "--embed-iou-gate 0.7 --embed-overlap-thr 0.15 --embed-refresh 8 --embed-budget-ms 15",
+            SchedulerConfig(lazy=False, iou_gate=0.7, overlap_thr=0.15, refresh_every=8, budget_ms=15),
+        ),
+    ]
     rows = {}
     for name, sched in settings:
-        cfg = RunConfig(source=a.seq, detector=det, embedder=EmbedderConfig(name="onnx", model=a.reid),
-                        scheduler=sched, output=OutputConfig(video=None, progress=False))
+        cfg = RunConfig(
+            source=a.seq,
+            detector=det,
+            embedder=EmbedderConfig(name="onnx", model=a.reid),
+            scheduler=sched,
+            output=OutputConfig(video=None, progress=False),
+        )
         s = pipeline.run(cfg, embedder=embedder, detector=ReplayDetector(dets))
-        rows[name] = {"budget_ms": sched.budget_ms, "refresh_p95_ms": s.refresh_p95_ms,
-                      "embeddings_computed": s.embeddings_computed, "frames": s.frames,
-                      "p95_within_budget": s.refresh_p95_ms <= sched.budget_ms}
+        rows[name] = {
+            "budget_ms": sched.budget_ms,
+            "refresh_p95_ms": s.refresh_p95_ms,
+            "embeddings_computed": s.embeddings_computed,
+            "frames": s.frames,
+            "p95_within_budget": s.refresh_p95_ms <= sched.budget_ms,
+        }
         print(name, rows[name], file=sys.stderr, flush=True)
     lines = ["| setting | budget ms | refresh p95 ms | p95 <= budget | computed |", "|---|---:|---:|---|---:|"]
     for name, r in rows.items():
-        lines.append(f"| {name} | {r['budget_ms']:g} | {r['refresh_p95_ms']:.2f} | "
-                     f"{'yes' if r['p95_within_budget'] else 'NO'} | {r['embeddings_computed']} |")
+        lines.append(
+            f"| {name} | {r['budget_ms']:g} | {r['refresh_p95_ms']:.2f} | "
+            f"{'yes' if r['p95_within_budget'] else 'NO'} | {r['embeddings_computed']} |"
+        )
     print("\n".join(lines))
     write_json(Path(a.json), {"seq": a.seq, "det": a.det, "reid": a.reid, "machine": machine_info(), "rows": rows})
 

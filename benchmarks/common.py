@@ -20,8 +20,18 @@ from mot_dinov3.detector import Detector
 from mot_dinov3.io import FrameSource, MotWriter
 from mot_dinov3.replay import ReplayDetector, SequenceDetections
 
-__all__ = ["CACHE_DIR", "RESULTS_DIR", "ReplayDetector", "SequenceDetections", "cache_path", "load_or_detect",
-           "machine_info", "random_init_dino", "run_ultralytics_tracker", "write_json"]
+__all__ = [
+    "CACHE_DIR",
+    "RESULTS_DIR",
+    "ReplayDetector",
+    "SequenceDetections",
+    "cache_path",
+    "load_or_detect",
+    "machine_info",
+    "random_init_dino",
+    "run_ultralytics_tracker",
+    "write_json",
+]
 
 CACHE_DIR = Path(__file__).parent / "cache"
 RESULTS_DIR = Path(__file__).parent / "results"
@@ -32,14 +42,16 @@ def cache_path(seq: Path, det: DetectorConfig, tag: str = "") -> Path:
     return replay.cache_path(CACHE_DIR, seq, det, tag)
 
 
-def load_or_detect(seq: Path, det: DetectorConfig, detector: Detector | None = None,
-                   tag: str = "") -> SequenceDetections:
+def load_or_detect(
+    seq: Path, det: DetectorConfig, detector: Detector | None = None, tag: str = ""
+) -> SequenceDetections:
     """:func:`mot_dinov3.replay.load_or_detect` under :data:`CACHE_DIR`."""
     return replay.load_or_detect(CACHE_DIR, seq, det, detector, tag)
 
 
-def run_ultralytics_tracker(kind: str, seq: Path, dets: SequenceDetections, mot_txt: Path,
-                            with_reid: bool = False) -> dict:
+def run_ultralytics_tracker(
+    kind: str, seq: Path, dets: SequenceDetections, mot_txt: Path, with_reid: bool = False
+) -> dict:
     """Run an Ultralytics tracker (``bytetrack``, ``botsort``, ``ocsort``, ``tracktrack``) with its default
     YAML on the cached detections; write a MOTChallenge txt. Returns ``{"track_ms_per_frame": ...}``.
 
@@ -91,8 +103,12 @@ def machine_info() -> dict:
                 break
     except OSError:
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__,
-            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
 
 
 def random_init_dino(config_dir: str, device: str | None = None):

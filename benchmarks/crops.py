@@ -32,10 +32,12 @@ from mot_dinov3.features.factory import create_embedder  # noqa: E402
 from mot_dinov3.io import read_mot_txt  # noqa: E402
 
 # (label, crop_pad, crop_square); the first row is the onnx default
-POLICIES = [("box, stretched (onnx default)", 0.0, False),
-            ("box + 12%, stretched", 0.12, False),
-            ("box, widened to 1:2", 0.0, True),
-            ("box + 12%, widened to 1:2 (the padded window, earlier default)", 0.12, True)]
+POLICIES = [
+    ("box, stretched (onnx default)", 0.0, False),
+    ("box + 12%, stretched", 0.12, False),
+    ("box, widened to 1:2", 0.0, True),
+    ("box + 12%, widened to 1:2 (the padded window, earlier default)", 0.12, True),
+]
 
 
 def gt_frames(seq: Path, every: int, min_vis: float) -> list[tuple[int, np.ndarray, np.ndarray]]:
@@ -57,11 +59,16 @@ def separation(emb: np.ndarray, ids: np.ndarray, frames: np.ndarray) -> dict:
     d, a, b = d[iu], ids[iu[0]], ids[iu[1]]
     same = d[(a == b) & (frames[iu[0]] != frames[iu[1]])]
     other = d[a != b]
-    ranks = rankdata(np.r_[same, other])[:len(same)]
+    ranks = rankdata(np.r_[same, other])[: len(same)]
     auc = 1.0 - (ranks.sum() - len(same) * (len(same) + 1) / 2) / (len(same) * len(other))
-    return {"same_median": float(np.median(same)), "other_median": float(np.median(other)),
-            "gap": float(np.median(other) - np.median(same)), "auc": float(auc),
-            "same_pairs": int(len(same)), "other_pairs": int(len(other))}
+    return {
+        "same_median": float(np.median(same)),
+        "other_median": float(np.median(other)),
+        "gap": float(np.median(other) - np.median(same)),
+        "auc": float(auc),
+        "same_pairs": int(len(same)),
+        "other_pairs": int(len(other)),
+    }
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -75,19 +82,28 @@ def main(argv: list[str] | None = None) -> dict:
     a = p.parse_args(argv)
     rows = []
     for seq in map(Path, a.seqs):
-        frames = gt_frames(seq, a.every, a.min_vis)[:a.max_frames]
+        frames = gt_frames(seq, a.every, a.min_vis)[: a.max_frames]
         images = {f: cv2.imread(str(seq / "img1" / f"{f:06d}.jpg")) for f, _, _ in frames}
         ids = np.concatenate([i for _, i, _ in frames])
         fr = np.concatenate([np.full(len(i), f) for f, i, _ in frames])
         for label, pad, square in POLICIES:
             embedder = create_embedder(EmbedderConfig(name="onnx", model=a.reid, crop_pad=pad, crop_square=square))
             emb = np.concatenate([embedder.embed(images[f], xyxy) for f, _, xyxy in frames])
-            rows.append({"sequence": seq.name, "policy": label, "crop_pad": pad, "crop_square": square,
-                         **separation(emb, ids, fr)})
+            rows.append(
+                {
+                    "sequence": seq.name,
+                    "policy": label,
+                    "crop_pad": pad,
+                    "crop_square": square,
+                    **separation(emb, ids, fr),
+                }
+            )
     print("| sequence | crop | same median | other median | gap | ROC AUC |\n|---|---|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['sequence']} | {r['policy']} | {r['same_median']:.3f} | {r['other_median']:.3f} | "
-              f"{r['gap']:.3f} | {r['auc']:.4f} |")
+        print(
+            f"| {r['sequence']} | {r['policy']} | {r['same_median']:.3f} | {r['other_median']:.3f} | "
+            f"{r['gap']:.3f} | {r['auc']:.4f} |"
+        )
     payload = {"machine": machine_info(), "reid": a.reid, "rows": rows}
     write_json(Path(a.json), payload)
     return payload

@@ -112,7 +112,6 @@ CONDITIONS = (
 )
 
 
-
 def _no_veto(self, tracks, app):
     return np.zeros(app.shape, bool)
 
@@ -184,11 +183,19 @@ class CachedEmbedder:
 
 # -- building the conditions ----------------------------------------------------------------------
 
+
 def _write_seqinfo(dst: Path, info: dict, length: int, fps: float, wh: tuple[int, int]) -> None:
     ini = configparser.ConfigParser()
     ini.optionxform = str
-    ini["Sequence"] = {"name": dst.name, "imDir": "img1", "frameRate": f"{fps:g}", "seqLength": str(length),
-                       "imWidth": str(wh[0]), "imHeight": str(wh[1]), "imExt": info.get("imext", ".jpg")}
+    ini["Sequence"] = {
+        "name": dst.name,
+        "imDir": "img1",
+        "frameRate": f"{fps:g}",
+        "seqLength": str(length),
+        "imWidth": str(wh[0]),
+        "imHeight": str(wh[1]),
+        "imExt": info.get("imext", ".jpg"),
+    }
     with open(dst / "seqinfo.ini", "w") as f:
         ini.write(f)
 
@@ -273,8 +280,7 @@ def condition_sequence(cond: Condition, src: Path, keep: np.ndarray) -> Path:
     return dst
 
 
-def view_embeddings(seq: Path, det: DetectorConfig, dets: SequenceDetections, reid: str,
-                    tag: str) -> list[np.ndarray]:
+def view_embeddings(seq: Path, det: DetectorConfig, dets: SequenceDetections, reid: str, tag: str) -> list[np.ndarray]:
     """Every detection's embedding, computed once with the ``onnx`` backend and cached beside the detections."""
     path = cache_path(seq, det, tag).with_suffix(f".{Path(reid).stem}.npz")
     counts = [len(d) for d in dets.frames]
@@ -329,6 +335,7 @@ def prepare(cond: Condition, data: Path, det_dir: Path, reid: str) -> Prepared:
 
 # -- running -------------------------------------------------------------------------------------
 
+
 def scores(seqs: list[Path], res_dir: Path) -> dict:
     gt_root = Path(os.path.commonpath([str(s.parent) for s in seqs]))
     with contextlib.redirect_stdout(io.StringIO()):
@@ -343,9 +350,13 @@ def run_ours(prep: Prepared, tracker: TrackerConfig, sched: SchedulerConfig | No
     for seq in prep.seqs:
         replay = ReplayDetector(prep.dets[seq])
         embedder = None if sched is None else CachedEmbedder(prep.dets[seq].frames, prep.vectors[seq], replay)
-        cfg = RunConfig(source=str(seq), tracker=tracker, scheduler=sched or SchedulerConfig(),
-                        embedder=EmbedderConfig(name="none") if embedder is None else EmbedderConfig(name="onnx"),
-                        output=OutputConfig(video=None, mot_txt=str(res_dir / f"{seq.name}.txt"), progress=False))
+        cfg = RunConfig(
+            source=str(seq),
+            tracker=tracker,
+            scheduler=sched or SchedulerConfig(),
+            embedder=EmbedderConfig(name="none") if embedder is None else EmbedderConfig(name="onnx"),
+            output=OutputConfig(video=None, mot_txt=str(res_dir / f"{seq.name}.txt"), progress=False),
+        )
         s = pipeline.run(cfg, embedder=embedder, detector=replay)
         if s.interrupted:
             raise KeyboardInterrupt
@@ -381,8 +392,10 @@ def _job(args) -> tuple[str, str, dict]:
         res = Path(tmp) / "res"
         res.mkdir()
         if kind == "peer":
-            ms = [run_ultralytics_tracker(spec, s, prep.dets[s], res / f"{s.name}.txt")["track_ms_per_frame"]
-                  for s in prep.seqs]
+            ms = [
+                run_ultralytics_tracker(spec, s, prep.dets[s], res / f"{s.name}.txt")["track_ms_per_frame"]
+                for s in prep.seqs
+            ]
             out = {"track_ms_per_frame": float(np.mean(ms))}
         else:
             from mot_dinov3.tracker import Tracker
@@ -409,11 +422,18 @@ def main() -> None:
     ap.add_argument("--reid", default="../shared/weights/osnet_x0_25_msmt17.onnx", help="ONNX ReID model")
     ap.add_argument("--conditions", nargs="*", help="run only these conditions (default: all)")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="our tracker / scheduler overrides")
-    ap.add_argument("--rows", nargs="*", default=["default", "no ReID", "embed-all"],
-                    help="our rows: default, no ReID, embed-all")
+    ap.add_argument(
+        "--rows", nargs="*", default=["default", "no ReID", "embed-all"], help="our rows: default, no ReID, embed-all"
+    )
     ap.add_argument("--ablate", nargs="*", help="also run these ablations (no names: all of ABLATIONS)")
-    ap.add_argument("--variant", nargs="+", action="append", default=[], metavar="NAME [KEY=VALUE ...]",
-                    help="also run our default with these overrides (on top of --set), as row NAME; repeatable")
+    ap.add_argument(
+        "--variant",
+        nargs="+",
+        action="append",
+        default=[],
+        metavar="NAME [KEY=VALUE ...]",
+        help="also run our default with these overrides (on top of --set), as row NAME; repeatable",
+    )
     ap.add_argument("--no-peers", action="store_true", help="skip the Ultralytics trackers")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--json", default=str(RESULTS_DIR / "generalise.json"))
@@ -438,24 +458,39 @@ def main() -> None:
     peers = json.loads(peer_cache.read_text()) if peer_cache.is_file() else {}
     jobs = [(row, c, "ours", spec, data, det_dir, a.reid) for row, spec in ours.items() for c in conds]
     if not a.no_peers:
-        jobs += [(f"Ultralytics {k}", c, "peer", k, data, det_dir, a.reid) for k in PEERS for c in conds
-                 if f"{k}|{c.name}" not in peers]
+        jobs += [
+            (f"Ultralytics {k}", c, "peer", k, data, det_dir, a.reid)
+            for k in PEERS
+            for c in conds
+            if f"{k}|{c.name}" not in peers
+        ]
     rows: dict[str, dict[str, dict]] = {}
     with ProcessPoolExecutor(max_workers=a.workers) as pool:
         for row, cname, out in pool.map(_job, jobs):
             rows.setdefault(row, {})[cname] = out
             if row.startswith("Ultralytics"):
                 peers[f"{row.split()[1]}|{cname}"] = out
-            print(f"{row} / {cname}: HOTA {100 * out['HOTA']:.2f} IDF1 {100 * out['IDF1']:.2f}",
-                  file=sys.stderr, flush=True)
+            print(
+                f"{row} / {cname}: HOTA {100 * out['HOTA']:.2f} IDF1 {100 * out['IDF1']:.2f}",
+                file=sys.stderr,
+                flush=True,
+            )
     if not a.no_peers:
         write_json(peer_cache, peers)
         for k in PEERS:
             rows[f"Ultralytics {k}"] = {c.name: peers[f"{k}|{c.name}"] for c in conds}
     report = tables(rows, [c.name for c in conds])
     print(report)
-    write_json(Path(a.json), {"conditions": [dataclasses.asdict(c) for c in conds], "set": a.set,
-                              "machine": machine_info(), "rows": rows, "summary": summary(rows, [c.name for c in conds])})
+    write_json(
+        Path(a.json),
+        {
+            "conditions": [dataclasses.asdict(c) for c in conds],
+            "set": a.set,
+            "machine": machine_info(),
+            "rows": rows,
+            "summary": summary(rows, [c.name for c in conds]),
+        },
+    )
     print(f"\nwrote {a.json}")
 
 
@@ -476,7 +511,8 @@ def summary(rows: dict, conds: list[str]) -> dict:
         base = rows.get("ours, embed-all")
         if base and "embeddings_computed" in per[conds[0]]:
             s["computed vs embed-all"] = sum(per[c]["embeddings_computed"] for c in conds) / max(
-                sum(base[c]["embeddings_computed"] for c in conds), 1)
+                sum(base[c]["embeddings_computed"] for c in conds), 1
+            )
         s["track ms/frame"] = float(np.mean([per[c].get("track_ms_per_frame", 0.0) for c in conds]))
         out[name] = s
     return out
@@ -485,21 +521,35 @@ def summary(rows: dict, conds: list[str]) -> dict:
 def tables(rows: dict, conds: list[str]) -> str:
     lines = ["| config | " + " | ".join(conds) + " |", "|---" + "|---:" * len(conds) + "|"]
     for name, per in rows.items():
-        lines.append(f"| {name} | " + " | ".join(
-            f"{100 * per[c]['HOTA']:.1f} / {100 * per[c]['IDF1']:.1f}" for c in conds) + " |")
-    lines += ["", "HOTA / IDF1 per condition (above); DetA / AssA / IDSW:", "",
-              "| config | " + " | ".join(conds) + " |", "|---" + "|---:" * len(conds) + "|"]
+        lines.append(
+            f"| {name} | "
+            + " | ".join(f"{100 * per[c]['HOTA']:.1f} / {100 * per[c]['IDF1']:.1f}" for c in conds)
+            + " |"
+        )
+    lines += [
+        "",
+        "HOTA / IDF1 per condition (above); DetA / AssA / IDSW:",
+        "",
+        "| config | " + " | ".join(conds) + " |",
+        "|---" + "|---:" * len(conds) + "|",
+    ]
     for name, per in rows.items():
-        lines.append(f"| {name} | " + " | ".join(
-            f"{100 * per[c]['DetA']:.1f} / {100 * per[c]['AssA']:.1f} / {per[c]['IDSW']}" for c in conds) + " |")
+        lines.append(
+            f"| {name} | "
+            + " | ".join(f"{100 * per[c]['DetA']:.1f} / {100 * per[c]['AssA']:.1f} / {per[c]['IDSW']}" for c in conds)
+            + " |"
+        )
     summ = summary(rows, conds)
     if summ:
         keys = list(next(iter(summ.values())))
         lines += ["", "| config | " + " | ".join(keys) + " |", "|---" + "|---:" * len(keys) + "|"]
         for name, s in summ.items():
-            cells = [(f"{100 * v:+.2f}" if "peer" in k else f"{100 * v:.2f}") if isinstance(v, float) and "ms" not in k
-                     and "vs" not in k else (f"{100 * v:.1f}%" if "vs" in k else
-                                             (f"{v:.2f}" if isinstance(v, float) else str(v))) for k, v in s.items()]
+            cells = [
+                (f"{100 * v:+.2f}" if "peer" in k else f"{100 * v:.2f}")
+                if isinstance(v, float) and "ms" not in k and "vs" not in k
+                else (f"{100 * v:.1f}%" if "vs" in k else (f"{v:.2f}" if isinstance(v, float) else str(v)))
+                for k, v in s.items()
+            ]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -96,7 +96,7 @@ def growth_mb_per_1000(rss_mb: list[float] | np.ndarray, start: float = 0.5) -> 
     Returns:
         MB per 1000 frames (0.0 when fewer than two frames are in the fitted part).
     """
-    y = np.asarray(rss_mb, np.float64)[int(len(rss_mb) * start):]
+    y = np.asarray(rss_mb, np.float64)[int(len(rss_mb) * start) :]
     if len(y) < 2:
         return 0.0
     return float(np.polyfit(np.arange(len(y), dtype=np.float64), y, 1)[0] * 1000.0)
@@ -107,8 +107,13 @@ def profile(rss_mb: list[float], warmup: int) -> dict:
     r = np.asarray(rss_mb, np.float64)
     n = len(r)
     at = {f"{q}%": float(r[min(n - 1, max(0, n * q // 100 - 1))]) for q in (25, 50, 75, 100)}
-    return {"frames": n, "after_warmup": float(r[min(warmup, n - 1)]), **at, "peak": float(r.max()),
-            "growth_mb_per_1000_frames": growth_mb_per_1000(r)}
+    return {
+        "frames": n,
+        "after_warmup": float(r[min(warmup, n - 1)]),
+        **at,
+        "peak": float(r.max()),
+        "growth_mb_per_1000_frames": growth_mb_per_1000(r),
+    }
 
 
 def measure(source: str, det: DetectorConfig, reid: str, loops: int, workdir: Path) -> tuple[list[float], dict]:
@@ -117,9 +122,12 @@ def measure(source: str, det: DetectorConfig, reid: str, loops: int, workdir: Pa
     long_video = workdir / "long.mp4"
     loop_source(source, loops, long_video)
     probe = RssProbe(Detector(det))
-    cfg = RunConfig(source=str(long_video), detector=det, embedder=EmbedderConfig(name="onnx", model=reid),
-                    output=OutputConfig(video=str(workdir / "tracked.mp4"), mot_txt=str(workdir / "tracked.txt"),
-                                        progress=False))
+    cfg = RunConfig(
+        source=str(long_video),
+        detector=det,
+        embedder=EmbedderConfig(name="onnx", model=reid),
+        output=OutputConfig(video=str(workdir / "tracked.mp4"), mot_txt=str(workdir / "tracked.txt"), progress=False),
+    )
     summary = pipeline.run(cfg, detector=probe)
     return probe.rss_mb, summary.to_dict()
 
@@ -142,12 +150,27 @@ def main() -> None:
     p = profile(rss, a.warmup)
     print(f"| frames | RSS after {a.warmup} frames | 25% | 50% | 75% | end | peak | growth, 2nd half |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
-    print(f"| {p['frames']} | {p['after_warmup']:.0f} MB | {p['25%']:.0f} MB | {p['50%']:.0f} MB | {p['75%']:.0f} MB "
-          f"| {p['100%']:.0f} MB | {p['peak']:.0f} MB | {p['growth_mb_per_1000_frames']:+.1f} MB / 1000 frames |")
-    write_json(Path(a.json), {"source": a.source, "loops": a.loops, "det": a.det, "imgsz": a.imgsz,
-                              "machine": machine_info(), "profile": p, "rss_mb": rss,
-                              "summary": {k: summary[k] for k in ("frames", "fps", "tracks", "embeddings_computed",
-                                                                  "embeddings_reused") if k in summary}})
+    print(
+        f"| {p['frames']} | {p['after_warmup']:.0f} MB | {p['25%']:.0f} MB | {p['50%']:.0f} MB | {p['75%']:.0f} MB "
+        f"| {p['100%']:.0f} MB | {p['peak']:.0f} MB | {p['growth_mb_per_1000_frames']:+.1f} MB / 1000 frames |"
+    )
+    write_json(
+        Path(a.json),
+        {
+            "source": a.source,
+            "loops": a.loops,
+            "det": a.det,
+            "imgsz": a.imgsz,
+            "machine": machine_info(),
+            "profile": p,
+            "rss_mb": rss,
+            "summary": {
+                k: summary[k]
+                for k in ("frames", "fps", "tracks", "embeddings_computed", "embeddings_reused")
+                if k in summary
+            },
+        },
+    )
     print(f"\nwrote {a.json}")
 
 

@@ -50,20 +50,25 @@ PEERS = ("bytetrack", "botsort", "ocsort", "tracktrack")
 
 def our_configs(reid: str, dino_config: str | None):
     """(name, embedder factory, scheduler config) for each of our configurations."""
+
     def osnet():
         return create_embedder(EmbedderConfig(name="onnx", model=reid))
 
-    rows = [("ours, no ReID", lambda: None, SchedulerConfig()),
-            ("ours, yolo features", lambda: create_embedder(EmbedderConfig(name="yolo")), SchedulerConfig()),
-            ("ours, OSNet embed-all", osnet, SchedulerConfig(embed_all=True)),
-            ("ours, OSNet default (lazy memory)", osnet, SchedulerConfig())]
+    rows = [
+        ("ours, no ReID", lambda: None, SchedulerConfig()),
+        ("ours, yolo features", lambda: create_embedder(EmbedderConfig(name="yolo")), SchedulerConfig()),
+        ("ours, OSNet embed-all", osnet, SchedulerConfig(embed_all=True)),
+        ("ours, OSNet default (lazy memory)", osnet, SchedulerConfig()),
+    ]
     for budget in (0, 20, 10, 5):
         label = "unlimited" if budget == 0 else f"{budget} ms"
-        rows.append((f"ours, OSNet refresh rules ({label})", osnet,
-                     SchedulerConfig(lazy=False, budget_ms=float(budget))))
+        rows.append(
+            (f"ours, OSNet refresh rules ({label})", osnet, SchedulerConfig(lazy=False, budget_ms=float(budget)))
+        )
     if dino_config:
-        rows.append(("ours, dino random-init ViT-S/14 (cost only)", lambda: random_init_dino(dino_config),
-                     SchedulerConfig()))
+        rows.append(
+            ("ours, dino random-init ViT-S/14 (cost only)", lambda: random_init_dino(dino_config), SchedulerConfig())
+        )
     return rows
 
 
@@ -88,9 +93,14 @@ def run_ours(name, make_embedder, sched, tracker, det_cfg, seqs, cache, res_dir)
     frames = computed = 0
     stage_ms = {"detect": 0.0, "embed": 0.0, "track": 0.0}
     for seq in seqs:
-        cfg = RunConfig(source=str(seq), detector=det_cfg, scheduler=sched, tracker=tracker,
-                        embedder=EmbedderConfig(name="none") if embedder is None else EmbedderConfig(),
-                        output=OutputConfig(video=None, mot_txt=str(res_dir / f"{seq.name}.txt"), progress=False))
+        cfg = RunConfig(
+            source=str(seq),
+            detector=det_cfg,
+            scheduler=sched,
+            tracker=tracker,
+            embedder=EmbedderConfig(name="none") if embedder is None else EmbedderConfig(),
+            output=OutputConfig(video=None, mot_txt=str(res_dir / f"{seq.name}.txt"), progress=False),
+        )
         s = pipeline.run(cfg, embedder=embedder, detector=ReplayDetector(cache[seq]))
         if s.interrupted:  # the pipeline turns Ctrl-C / SIGTERM into a clean stop; stop the benchmark too
             raise KeyboardInterrupt
@@ -99,8 +109,12 @@ def run_ours(name, make_embedder, sched, tracker, det_cfg, seqs, cache, res_dir)
         stage_ms["embed"] += s.stage_mean_ms["embed"] * s.frames
         stage_ms["track"] += s.stage_mean_ms["track"] * s.frames
         stage_ms["detect"] += float(cache[seq].detect_ms.sum())
-    return {"frames": frames, "embeddings_computed": computed, "embeddings_per_frame": computed / frames,
-            "ms_per_frame": {k: v / frames for k, v in stage_ms.items()}}
+    return {
+        "frames": frames,
+        "embeddings_computed": computed,
+        "embeddings_per_frame": computed / frames,
+        "ms_per_frame": {k: v / frames for k, v in stage_ms.items()},
+    }
 
 
 def main() -> None:
@@ -135,25 +149,50 @@ def main() -> None:
             if kind == "ours":
                 row = run_ours(name, *spec, tracker, det_cfg, seqs, cache, res_dir)
             else:
-                track_ms = [run_ultralytics_tracker(spec, s, cache[s], res_dir / f"{s.name}.txt",
-                                                    with_reid=spec == "botsort")["track_ms_per_frame"] * len(cache[s].frames)
-                            for s in seqs]
+                track_ms = [
+                    run_ultralytics_tracker(spec, s, cache[s], res_dir / f"{s.name}.txt", with_reid=spec == "botsort")[
+                        "track_ms_per_frame"
+                    ]
+                    * len(cache[s].frames)
+                    for s in seqs
+                ]
                 frames = sum(len(cache[s].frames) for s in seqs)
-                row = {"frames": frames, "embeddings_computed": None, "embeddings_per_frame": None,
-                       "ms_per_frame": {"detect": sum(float(cache[s].detect_ms.sum()) for s in seqs) / frames,
-                                        "embed": 0.0, "track": sum(track_ms) / frames}}
+                row = {
+                    "frames": frames,
+                    "embeddings_computed": None,
+                    "embeddings_per_frame": None,
+                    "ms_per_frame": {
+                        "detect": sum(float(cache[s].detect_ms.sum()) for s in seqs) / frames,
+                        "embed": 0.0,
+                        "track": sum(track_ms) / frames,
+                    },
+                }
             row["scores"] = scores(seqs, res_dir)
             rows[name] = row
-            print(f"{name}: HOTA {100 * row['scores']['DEV']['HOTA']:.2f} IDF1 {100 * row['scores']['DEV']['IDF1']:.2f}",
-                  file=sys.stderr, flush=True)
+            print(
+                f"{name}: HOTA {100 * row['scores']['DEV']['HOTA']:.2f} IDF1 {100 * row['scores']['DEV']['IDF1']:.2f}",
+                file=sys.stderr,
+                flush=True,
+            )
 
     base = rows.get("ours, OSNet embed-all")
     for r in rows.values():
         if base and r["embeddings_computed"] is not None:
             r["computed_vs_embed_all"] = r["embeddings_computed"] / max(base["embeddings_computed"], 1)
     print(table(rows, seqs))
-    write_json(Path(a.json), {"sequences": a.seqs, "det": a.det, "imgsz": a.imgsz, "conf": a.conf,
-                              "reid": a.reid, "tracker": vars(tracker), "machine": machine_info(), "rows": rows})
+    write_json(
+        Path(a.json),
+        {
+            "sequences": a.seqs,
+            "det": a.det,
+            "imgsz": a.imgsz,
+            "conf": a.conf,
+            "reid": a.reid,
+            "tracker": vars(tracker),
+            "machine": machine_info(),
+            "rows": rows,
+        },
+    )
     print(f"\nwrote {a.json}")
 
 
@@ -164,12 +203,21 @@ def table(rows: dict, seqs: list[Path]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|---" + "|---:" * (len(head) - 1) + "|"]
     for name, r in rows.items():
         dev = r["scores"]["DEV"]
-        cells = [name, f"{100 * dev['HOTA']:.2f}", f"{100 * dev['IDF1']:.2f}", f"{100 * dev['MOTA']:.2f}", str(dev["IDSW"])]
+        cells = [
+            name,
+            f"{100 * dev['HOTA']:.2f}",
+            f"{100 * dev['IDF1']:.2f}",
+            f"{100 * dev['MOTA']:.2f}",
+            str(dev["IDSW"]),
+        ]
         cells += [f"{100 * r['scores'][g]['HOTA']:.2f} / {100 * r['scores'][g]['IDF1']:.2f}" for g in groups]
         epf = r["embeddings_per_frame"]
-        cells += ["-" if epf is None else f"{epf:.2f}",
-                  f"{100 * r['computed_vs_embed_all']:.0f}%" if "computed_vs_embed_all" in r else "-",
-                  f"{r['ms_per_frame']['embed']:.1f}", f"{r['ms_per_frame']['track']:.1f}"]
+        cells += [
+            "-" if epf is None else f"{epf:.2f}",
+            f"{100 * r['computed_vs_embed_all']:.0f}%" if "computed_vs_embed_all" in r else "-",
+            f"{r['ms_per_frame']['embed']:.1f}",
+            f"{r['ms_per_frame']['track']:.1f}",
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

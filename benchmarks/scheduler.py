@@ -80,17 +80,36 @@ def main() -> None:
                 res_dir.mkdir()
                 row = run_ours(label, lambda: embedder, sched, tracker, det_cfg, seqs, cache, res_dir)
                 dev = scores(seqs, res_dir)["DEV"]
-                views[view][label] = {"embeddings_computed": row["embeddings_computed"],
-                                      "embed_ms_per_frame": row["ms_per_frame"]["embed"],
-                                      "HOTA": dev["HOTA"], "IDF1": dev["IDF1"], "IDSW": dev["IDSW"]}
-                print(f"{view} {label}: HOTA {100 * dev['HOTA']:.2f} IDF1 {100 * dev['IDF1']:.2f} "
-                      f"computed {row['embeddings_computed']}", file=sys.stderr, flush=True)
+                views[view][label] = {
+                    "embeddings_computed": row["embeddings_computed"],
+                    "embed_ms_per_frame": row["ms_per_frame"]["embed"],
+                    "HOTA": dev["HOTA"],
+                    "IDF1": dev["IDF1"],
+                    "IDSW": dev["IDSW"],
+                }
+                print(
+                    f"{view} {label}: HOTA {100 * dev['HOTA']:.2f} IDF1 {100 * dev['IDF1']:.2f} "
+                    f"computed {row['embeddings_computed']}",
+                    file=sys.stderr,
+                    flush=True,
+                )
 
     summary = summarize(views, [label for label, _ in configs[1:]])
     print(table(views, summary))
-    write_json(Path(a.json), {"sequences": a.seqs, "views": a.views, "conf": a.conf, "reid": a.reid,
-                              "settings": dict(SETTINGS), "tracker": vars(tracker), "machine": machine_info(),
-                              "views_rows": views, "mean_vs_embed_all": summary})
+    write_json(
+        Path(a.json),
+        {
+            "sequences": a.seqs,
+            "views": a.views,
+            "conf": a.conf,
+            "reid": a.reid,
+            "settings": dict(SETTINGS),
+            "tracker": vars(tracker),
+            "machine": machine_info(),
+            "views_rows": views,
+            "mean_vs_embed_all": summary,
+        },
+    )
     print(f"\nwrote {a.json}")
 
 
@@ -105,9 +124,14 @@ def summarize(views: dict[str, dict], labels: list[str]) -> dict[str, dict]:
             frac.append(r["embeddings_computed"] / max(base["embeddings_computed"], 1))
             d_hota.append(100 * (r["HOTA"] - base["HOTA"]))
             d_idf1.append(100 * (r["IDF1"] - base["IDF1"]))
-        out[label] = {"computed_fraction": float(np.mean(frac)), "d_HOTA": float(np.mean(d_hota)),
-                      "d_IDF1": float(np.mean(d_idf1)), "d_HOTA_se": standard_error(d_hota),
-                      "d_IDF1_se": standard_error(d_idf1), "d_HOTA_per_view": [float(x) for x in d_hota]}
+        out[label] = {
+            "computed_fraction": float(np.mean(frac)),
+            "d_HOTA": float(np.mean(d_hota)),
+            "d_IDF1": float(np.mean(d_idf1)),
+            "d_HOTA_se": standard_error(d_hota),
+            "d_IDF1_se": standard_error(d_idf1),
+            "d_HOTA_per_view": [float(x) for x in d_hota],
+        }
     return out
 
 
@@ -120,16 +144,24 @@ def table(views: dict[str, dict], summary: dict[str, dict]) -> str:
     """Two markdown tables: embed-all's DEV HOTA / IDF1 per view, then per setting the mean share of
     embed-all's embeddings, the mean change (+- standard error over the views) and the change per view."""
     names = list(views)
-    lines = ["| view | " + " | ".join(names) + " |", "|---" + "|---:" * len(names) + "|",
-             "| embed-all HOTA / IDF1 | " + " | ".join(
-                 f"{100 * views[v]['embed-all']['HOTA']:.2f} / {100 * views[v]['embed-all']['IDF1']:.2f}" for v in names)
-             + " |", ""]
+    lines = [
+        "| view | " + " | ".join(names) + " |",
+        "|---" + "|---:" * len(names) + "|",
+        "| embed-all HOTA / IDF1 | "
+        + " | ".join(
+            f"{100 * views[v]['embed-all']['HOTA']:.2f} / {100 * views[v]['embed-all']['IDF1']:.2f}" for v in names
+        )
+        + " |",
+        "",
+    ]
     head = ["setting", "computed (mean)", "dHOTA (mean +- se)", "dIDF1 (mean +- se)", "dHOTA per view"]
     lines += ["| " + " | ".join(head) + " |", "|---" + "|---:" * (len(head) - 1) + "|"]
     for label, s in summary.items():
         per_view = " ".join(f"{x:+.1f}" for x in s["d_HOTA_per_view"])
-        lines.append(f"| {label} | {100 * s['computed_fraction']:.0f}% | {s['d_HOTA']:+.2f} +- {s['d_HOTA_se']:.2f} | "
-                     f"{s['d_IDF1']:+.2f} +- {s['d_IDF1_se']:.2f} | {per_view} |")
+        lines.append(
+            f"| {label} | {100 * s['computed_fraction']:.0f}% | {s['d_HOTA']:+.2f} +- {s['d_HOTA_se']:.2f} | "
+            f"{s['d_IDF1']:+.2f} +- {s['d_IDF1_se']:.2f} | {per_view} |"
+        )
     return "\n".join(lines)
 
 

@@ -72,22 +72,37 @@ def boxmot_botsort(source: str, detector: Detector, reid: str, max_frames: int, 
     try:
         from boxmot import BotSort
     except ImportError as exc:
-        raise SystemExit("--boxmot-reid: boxmot is not importable; see the install note in this script's docstring") from exc
+        raise SystemExit(
+            "--boxmot-reid: boxmot is not importable; see the install note in this script's docstring"
+        ) from exc
     tracker = BotSort(reid_weights=Path(reid), device=device or "cpu", half=False)
-    row = timed_loop(source, detector, max_frames,
-                     lambda frame, d: tracker.update(np.c_[d.xyxy, d.conf, d.cls].astype(np.float32), frame.image))
+    row = timed_loop(
+        source,
+        detector,
+        max_frames,
+        lambda frame, d: tracker.update(np.c_[d.xyxy, d.conf, d.cls].astype(np.float32), frame.image),
+    )
     row["embeddings_per_frame"] = None  # not reported by BoxMOT
     return row
 
 
 def ours(source: str, detector: Detector, embedder, sched: SchedulerConfig, max_frames: int, device) -> dict:
-    cfg = RunConfig(source=source, detector=DetectorConfig(device=device), scheduler=sched,
-                    output=OutputConfig(video=None, progress=False), max_frames=max_frames)
+    cfg = RunConfig(
+        source=source,
+        detector=DetectorConfig(device=device),
+        scheduler=sched,
+        output=OutputConfig(video=None, progress=False),
+        max_frames=max_frames,
+    )
     s = pipeline.run(cfg, embedder=embedder, detector=detector)
     if s.interrupted:  # the pipeline turns Ctrl-C / SIGTERM into a clean stop; stop the benchmark too
         raise KeyboardInterrupt
-    return {"fps": s.fps, "ms_per_frame": 1000.0 / s.fps, "embeddings_per_frame": s.embeddings_per_frame,
-            "stage_mean_ms": s.stage_mean_ms}
+    return {
+        "fps": s.fps,
+        "ms_per_frame": 1000.0 / s.fps,
+        "embeddings_per_frame": s.embeddings_per_frame,
+        "stage_mean_ms": s.stage_mean_ms,
+    }
 
 
 def main() -> None:
@@ -101,24 +116,33 @@ def main() -> None:
     ap.add_argument("--device", default=None, help="torch device for detector and dino (default: auto)")
     ap.add_argument("--max-frames", type=int, default=150)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--peer-track-ms", type=float, default=100.0,
-                    help="estimated peer tracker cost, ms/frame (used without --boxmot-reid)")
+    ap.add_argument(
+        "--peer-track-ms",
+        type=float,
+        default=100.0,
+        help="estimated peer tracker cost, ms/frame (used without --boxmot-reid)",
+    )
     ap.add_argument("--boxmot-reid", metavar="PATH", help="run BoxMOT botsort with these ReID weights as the peer")
     ap.add_argument("--json", default=str(RESULTS_DIR / "speed.json"))
     a = ap.parse_args()
 
     detector = Detector(DetectorConfig(model=a.det, conf=a.conf, imgsz=a.imgsz, classes=[0], device=a.device))
     osnet = create_embedder(EmbedderConfig(name="onnx", model=a.reid, device=a.device))
-    rows = {"detector only": lambda: timed_loop(a.source, detector, a.max_frames),
-            "ours, OSNet scheduled": lambda: ours(a.source, detector, osnet, SchedulerConfig(), a.max_frames, a.device),
-            "ours, OSNet embed-all": lambda: ours(a.source, detector, osnet, SchedulerConfig(embed_all=True),
-                                                  a.max_frames, a.device),
-            "ours, OSNet refresh rules": lambda: ours(a.source, detector, osnet, SchedulerConfig(lazy=False),
-                                                      a.max_frames, a.device)}
+    rows = {
+        "detector only": lambda: timed_loop(a.source, detector, a.max_frames),
+        "ours, OSNet scheduled": lambda: ours(a.source, detector, osnet, SchedulerConfig(), a.max_frames, a.device),
+        "ours, OSNet embed-all": lambda: ours(
+            a.source, detector, osnet, SchedulerConfig(embed_all=True), a.max_frames, a.device
+        ),
+        "ours, OSNet refresh rules": lambda: ours(
+            a.source, detector, osnet, SchedulerConfig(lazy=False), a.max_frames, a.device
+        ),
+    }
     if a.dino_config:
         dino = random_init_dino(a.dino_config, a.device)
-        rows["ours, dino ViT-S/14 scheduled"] = lambda: ours(a.source, detector, dino, SchedulerConfig(),
-                                                             a.max_frames, a.device)
+        rows["ours, dino ViT-S/14 scheduled"] = lambda: ours(
+            a.source, detector, dino, SchedulerConfig(), a.max_frames, a.device
+        )
     peer = "BoxMOT botsort + OSNet" if a.boxmot_reid else None
     if peer:
         rows[peer] = lambda: boxmot_botsort(a.source, detector, a.boxmot_reid, a.max_frames, a.device)
@@ -139,15 +163,30 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, r in result.items():
         st, epf = r["stage_mean_ms"], r["embeddings_per_frame"]
-        print(f"| {name} | {r['fps']:.2f} | {r['ms_per_frame']:.1f} | {r['vs_detector_only']:.2f} | "
-              f"{r['vs_peer']:.2f} | {'-' if epf is None else f'{epf:.2f}'} | {st.get('embed', 0):.1f} | "
-              f"{st.get('track', 0):.1f} |")
+        print(
+            f"| {name} | {r['fps']:.2f} | {r['ms_per_frame']:.1f} | {r['vs_detector_only']:.2f} | "
+            f"{r['vs_peer']:.2f} | {'-' if epf is None else f'{epf:.2f}'} | {st.get('embed', 0):.1f} | "
+            f"{st.get('track', 0):.1f} |"
+        )
     if not peer:
-        print(f"| peer estimate | {1000.0 / peer_ms:.2f} | {peer_ms:.1f} | {base['ms_per_frame'] / peer_ms:.2f} | 1.00 "
-              "| | | |")
-    write_json(Path(a.json), {"source": a.source, "det": a.det, "imgsz": a.imgsz, "max_frames": a.max_frames,
-                              "peer": peer or f"estimate: detector only + {a.peer_track_ms:g} ms/frame",
-                              "repeats": a.repeats, "machine": machine_info(), "runs": runs, "median": result})
+        print(
+            f"| peer estimate | {1000.0 / peer_ms:.2f} | {peer_ms:.1f} | {base['ms_per_frame'] / peer_ms:.2f} | 1.00 "
+            "| | | |"
+        )
+    write_json(
+        Path(a.json),
+        {
+            "source": a.source,
+            "det": a.det,
+            "imgsz": a.imgsz,
+            "max_frames": a.max_frames,
+            "peer": peer or f"estimate: detector only + {a.peer_track_ms:g} ms/frame",
+            "repeats": a.repeats,
+            "machine": machine_info(),
+            "runs": runs,
+            "median": result,
+        },
+    )
     print(f"\nwrote {a.json}")
 
 

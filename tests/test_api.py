@@ -29,6 +29,22 @@ def test_update_takes_boxmot_layout_and_returns_it():
     assert mot.tracks == [] and mot.stats.frames == 0
 
 
+def test_update_with_detections_sets_tracker_ids_on_supervision_detections():
+    sv = pytest.importorskip("supervision", reason="the optional supervision extra is not installed")
+    mot = mot_dinov3.MultiObjectTracker(embedder=None)
+    frame = np.zeros((500, 1000, 3), np.uint8)
+    dets = sv.Detections(
+        xyxy=np.array([[100, 100, 140, 200], [600, 100, 640, 200]], np.float32),
+        confidence=np.array([0.9, 0.8], np.float32),
+        class_id=np.array([0, 2]),
+    )
+    out = mot.update_with_detections(dets, frame)
+    assert isinstance(out, sv.Detections) and out.tracker_id.tolist() == [1, 2] and out.class_id.tolist() == [0, 2]
+    out = mot.update_with_detections(dets[::-1], frame)  # the same people, rows swapped
+    assert out.tracker_id.tolist() == [1, 2] and out.class_id.tolist() == [0, 2]
+    assert len(mot.update_with_detections(sv.Detections.empty(), frame)) == 0
+
+
 def test_bad_arguments_raise_value_errors_with_the_fix():
     mot = mot_dinov3.MultiObjectTracker(embedder="none")
     frame = np.zeros((50, 50, 3), np.uint8)
@@ -53,15 +69,40 @@ def test_update_on_cached_detections_and_track_give_the_clis_mot_txt(tmp_path, y
     """The CLI, track() and MultiObjectTracker.update on the same detector's boxes: the same MOT txt, byte for byte."""
     cli_txt, api_txt, mot_txt = tmp_path / "cli.txt", tmp_path / "api.txt", tmp_path / "update.txt"
     opts = ["--det", str(yolov8n), "--classes", "0", "--embedder", "onnx", "--embed-model", str(osnet_onnx)]
-    r = subprocess.run([sys.executable, "-m", "mot_dinov3", "--source", str(tud_campus), *opts, "--output", "",
-                        "--save-mot", str(cli_txt), "--no-progress"], capture_output=True, text=True, check=False)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mot_dinov3",
+            "--source",
+            str(tud_campus),
+            *opts,
+            "--output",
+            "",
+            "--save-mot",
+            str(cli_txt),
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert r.returncode == 0, r.stderr
-    summary = mot_dinov3.track(tud_campus, det=str(yolov8n), classes="0", embedder="onnx",
-                               embed_model=str(osnet_onnx), output=None, save_mot=str(api_txt), no_progress=True)
+    summary = mot_dinov3.track(
+        tud_campus,
+        det=str(yolov8n),
+        classes="0",
+        embedder="onnx",
+        embed_model=str(osnet_onnx),
+        output=None,
+        save_mot=str(api_txt),
+        no_progress=True,
+    )
     assert summary.frames == 71 and api_txt.read_bytes() == cli_txt.read_bytes()
 
-    dets = replay.load_or_detect(tmp_path / "cache", tud_campus,
-                                 DetectorConfig(model=str(yolov8n), conf=0.1, imgsz=960, classes=[0]))
+    dets = replay.load_or_detect(
+        tmp_path / "cache", tud_campus, DetectorConfig(model=str(yolov8n), conf=0.1, imgsz=960, classes=[0])
+    )
     source = FrameSource(tud_campus)
     mot = mot_dinov3.MultiObjectTracker(embedder="onnx", embed_model=str(osnet_onnx), fps=source.fps)
     writer = MotWriter(str(mot_txt))
@@ -76,8 +117,15 @@ def test_update_on_cached_detections_and_track_give_the_clis_mot_txt(tmp_path, y
 @pytest.mark.slow
 def test_iter_track_yields_every_frame_with_its_tracks(tmp_path, yolov8n, tud_campus):
     seen = []
-    for index, image, tracks in mot_dinov3.iter_track(tud_campus, det=str(yolov8n), classes=[0], embedder="none",
-                                                     output=str(tmp_path / "v.mp4"), max_frames=5, no_progress=True):
+    for index, image, tracks in mot_dinov3.iter_track(
+        tud_campus,
+        det=str(yolov8n),
+        classes=[0],
+        embedder="none",
+        output=str(tmp_path / "v.mp4"),
+        max_frames=5,
+        no_progress=True,
+    ):
         assert image.shape == (480, 640, 3) and tracks.shape[1] == 8
         seen.append(index)
     assert seen == [1, 2, 3, 4, 5]

@@ -41,8 +41,12 @@ def test_ours_and_an_ultralytics_peer_run_on_the_same_cached_boxes(mini, tmp_pat
     seq, det = mini
     dets = replay.load_or_detect(tmp_path / "cache", seq, det)
     ours_txt, peer_txt = tmp_path / "ours" / f"{seq.name}.txt", tmp_path / "peer" / f"{seq.name}.txt"
-    cfg = RunConfig(source=str(seq), detector=det, embedder=EmbedderConfig(name="none"),
-                    output=OutputConfig(video=None, mot_txt=str(ours_txt), progress=False))
+    cfg = RunConfig(
+        source=str(seq),
+        detector=det,
+        embedder=EmbedderConfig(name="none"),
+        output=OutputConfig(video=None, mot_txt=str(ours_txt), progress=False),
+    )
     pipeline.run(cfg, detector=replay.ReplayDetector(dets))
     peer_txt.parent.mkdir()
     common.run_ultralytics_tracker("bytetrack", seq, dets, peer_txt)
@@ -61,10 +65,16 @@ def test_ours_and_an_ultralytics_peer_run_on_the_same_cached_boxes(mini, tmp_pat
 def test_scheduler_benchmark_compares_each_view_with_its_own_embed_all():
     bench = load_benchmark("scheduler")
 
-    views = {"a@960": {"embed-all": {"embeddings_computed": 100, "HOTA": 0.50, "IDF1": 0.60},
-                       "default": {"embeddings_computed": 70, "HOTA": 0.51, "IDF1": 0.58}},
-             "b@640": {"embed-all": {"embeddings_computed": 200, "HOTA": 0.40, "IDF1": 0.50},
-                       "default": {"embeddings_computed": 100, "HOTA": 0.38, "IDF1": 0.51}}}
+    views = {
+        "a@960": {
+            "embed-all": {"embeddings_computed": 100, "HOTA": 0.50, "IDF1": 0.60},
+            "default": {"embeddings_computed": 70, "HOTA": 0.51, "IDF1": 0.58},
+        },
+        "b@640": {
+            "embed-all": {"embeddings_computed": 200, "HOTA": 0.40, "IDF1": 0.50},
+            "default": {"embeddings_computed": 100, "HOTA": 0.38, "IDF1": 0.51},
+        },
+    }
     s = bench.summarize(views, ["default"])["default"]
     assert s["computed_fraction"] == pytest.approx(0.6)  # mean of 70% and 50%
     assert s["d_HOTA"] == pytest.approx(-0.5) and s["d_IDF1"] == pytest.approx(-0.5)
@@ -117,8 +127,9 @@ def test_memory_benchmark_loops_the_source_and_reads_rss_on_every_frame(tmp_path
 def test_crop_benchmark_shows_osnet_separates_people_best_on_the_box_itself(osnet_onnx, mot17_09, tmp_path):
     """benchmarks/crops.py on real MOT17-09 ground truth (every 60th frame): why ``onnx`` crops the box
     itself by default. Its first row is the default policy; the last one is the padded 1:2 window."""
-    out = crops.main(["--seqs", str(mot17_09), "--reid", str(osnet_onnx), "--every", "60",
-                      "--json", str(tmp_path / "crops.json")])
+    out = crops.main(
+        ["--seqs", str(mot17_09), "--reid", str(osnet_onnx), "--every", "60", "--json", str(tmp_path / "crops.json")]
+    )
     rows = out["rows"]
     assert (tmp_path / "crops.json").is_file() and len(rows) == len(crops.POLICIES)
     for r in rows:

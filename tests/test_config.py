@@ -20,9 +20,26 @@ def test_tracker_yaml_rejects_unknown_keys(tmp_path):
 
 
 def test_flags_become_configs():
-    a = track_parser().parse_args(["--source", "v.mp4", "--embedder", "onnx", "--embed-model", "m.onnx",
-                                   "--classes", "0, 2", "--cpu", "--no-crop-square", "--no-embed-lazy",
-                                   "--embed-budget-ms", "20", "--no-hungarian", "--output", ""])
+    a = track_parser().parse_args(
+        [
+            "--source",
+            "v.mp4",
+            "--embedder",
+            "onnx",
+            "--embed-model",
+            "m.onnx",
+            "--classes",
+            "0, 2",
+            "--cpu",
+            "--no-crop-square",
+            "--no-embed-lazy",
+            "--embed-budget-ms",
+            "20",
+            "--no-hungarian",
+            "--output",
+            "",
+        ]
+    )
     cfg = build_run_config(a)
     assert cfg.detector.classes == [0, 2] and cfg.detector.device == "cpu" and cfg.embedder.device == "cpu"
     assert cfg.embedder.model == "m.onnx" and cfg.embedder.crop_square is False and cfg.embedder.crop_pad is None
@@ -35,15 +52,29 @@ def test_flags_become_configs():
     assert d.scheduler.lazy is None and d.scheduler.budget_ms == 0  # lazy memory where the backend allows
 
 
-@pytest.mark.parametrize("flags, lazy", [
-    (["--embed-refresh", "5", "--embed-budget-ms", "20"], False),  # the design's example: the refresh rules
-    (["--embed-iou-gate", "0.7", "--embed-overlap-thr", "0.15", "--embed-refresh", "8", "--embed-budget-ms", "15"],
-     False),
-    (["--embed-iou-gate", "0.5", "--no-embed-lazy"], False),
-    (["--embed-budget-ms", "20", "--embedder", "yolo"], None),  # yolo cannot buffer crops: refresh rules anyway
-    (["--embed-refresh", "5", "--embed-all"], None),  # ignored by --embed-all, as before
-    ([], None),  # no refresh flag: lazy memory where the backend allows
-])
+@pytest.mark.parametrize(
+    "flags, lazy",
+    [
+        (["--embed-refresh", "5", "--embed-budget-ms", "20"], False),  # the design's example: the refresh rules
+        (
+            [
+                "--embed-iou-gate",
+                "0.7",
+                "--embed-overlap-thr",
+                "0.15",
+                "--embed-refresh",
+                "8",
+                "--embed-budget-ms",
+                "15",
+            ],
+            False,
+        ),
+        (["--embed-iou-gate", "0.5", "--no-embed-lazy"], False),
+        (["--embed-budget-ms", "20", "--embedder", "yolo"], None),  # yolo cannot buffer crops: refresh rules anyway
+        (["--embed-refresh", "5", "--embed-all"], None),  # ignored by --embed-all, as before
+        ([], None),  # no refresh flag: lazy memory where the backend allows
+    ],
+)
 def test_refresh_flags_select_the_refresh_rules(flags, lazy, caplog):
     cfg = build_run_config(track_parser().parse_args(["--source", "v.mp4", *flags]))
     assert cfg.scheduler.lazy is lazy
@@ -64,7 +95,9 @@ def test_default_conf_follows_the_tracker_low_threshold(tmp_path):
     y.write_text("track_low_thresh: 0.2\ngmc_method: none\nmin_hits: 3\n")
     cfg = build_run_config(track_parser().parse_args(["--source", "v.mp4", "--tracker-config", str(y)]))
     assert cfg.detector.conf == 0.2 and cfg.tracker.gmc_method == "none" and cfg.tracker.min_hits == 3
-    cfg = build_run_config(track_parser().parse_args(["--source", "v.mp4", "--tracker-config", str(y), "--conf", "0.4"]))
+    cfg = build_run_config(
+        track_parser().parse_args(["--source", "v.mp4", "--tracker-config", str(y), "--conf", "0.4"])
+    )
     assert cfg.detector.conf == 0.4
 
 
@@ -88,7 +121,12 @@ def test_readme_documents_every_flag():
     from mot_dinov3.cli import eval_parser
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    flags = {o for p in (track_parser(), eval_parser()) for a in p._actions for o in a.option_strings
-             if o.startswith("--") and o != "--help"}
+    flags = {
+        o
+        for p in (track_parser(), eval_parser())
+        for a in p._actions
+        for o in a.option_strings
+        if o.startswith("--") and o != "--help"
+    }
     missing = sorted(f for f in flags if not re.search(re.escape(f) + r"(?![\w-])", readme))
     assert len(flags) > 30 and not missing, missing

@@ -26,8 +26,10 @@ def test_eval_cli_prints_table_and_json(tmp_path, capsys):
     gt = shared_path("data/MOT15/train")
     res = shared_path("data/reference_results/mmtracking_MOT15_TUD")
     out = tmp_path / "m.json"
-    assert main(["eval", "--gt-root", str(gt), "--res-dir", str(res), "--seqs", "TUD-Campus",
-                 "--save-json", str(out)]) == 0
+    assert (
+        main(["eval", "--gt-root", str(gt), "--res-dir", str(res), "--seqs", "TUD-Campus", "--save-json", str(out)])
+        == 0
+    )
     assert "| TUD-Campus | 39.14 |" in capsys.readouterr().out
     assert json.loads(out.read_text())["TUD-Campus"]["IDSW"] == 7
 

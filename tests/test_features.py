@@ -73,8 +73,9 @@ def test_onnx_crops_the_box_itself_and_the_flags_override(osnet_onnx, mot17_09, 
     emb = create_embedder(EmbedderConfig(name="onnx", model=str(osnet_onnx)))
     assert (emb.crop_pad, emb.crop_square) == (0.0, False)
     x1, y1, x2, y2 = expand_boxes(boxes[:1], 0.0, None, (1920, 1080))[0]
-    np.testing.assert_array_equal(emb.crop(image, boxes[:1])[0],
-                                  cv2.resize(image[y1:y2, x1:x2], (128, 256), interpolation=cv2.INTER_LINEAR))
+    np.testing.assert_array_equal(
+        emb.crop(image, boxes[:1])[0], cv2.resize(image[y1:y2, x1:x2], (128, 256), interpolation=cv2.INTER_LINEAR)
+    )
     padded = create_embedder(EmbedderConfig(name="onnx", model=str(osnet_onnx), crop_pad=0.12, crop_square=True))
     for got, want in zip(padded.crop(image, boxes), cut_windows(image, boxes, (256, 128), 0.12, True)):
         np.testing.assert_array_equal(got, want)
@@ -96,8 +97,9 @@ def test_crops_kept_from_earlier_frames_embed_like_the_frame_itself(osnet_onnx, 
         assert c.dtype == np.uint8 and c.shape == (256, 128, 3)  # kept at the model input size
     frames[0][:] = 0  # the frame is gone; the kept crops are not
     later = emb.embed_crops(crops)
-    now = np.concatenate([emb.embed(cv2.imread(str(mot17_09 / f"img1/{i:06d}.jpg")), b)
-                          for i, b in zip((1, 10), boxes)])
+    now = np.concatenate(
+        [emb.embed(cv2.imread(str(mot17_09 / f"img1/{i:06d}.jpg")), b) for i, b in zip((1, 10), boxes)]
+    )
     np.testing.assert_allclose(later, now, atol=1e-5)
     assert emb.embed_crops([]).shape == (0, 512)
 
@@ -122,8 +124,9 @@ def _dinov2_small(config_dir, registers=0):
     torch.manual_seed(0)
     cfg = AutoConfig.from_pretrained(config_dir)
     if registers:
-        cfg = Dinov2WithRegistersConfig(**{k: v for k, v in cfg.to_dict().items() if k != "model_type"},
-                                        num_register_tokens=registers)
+        cfg = Dinov2WithRegistersConfig(
+            **{k: v for k, v in cfg.to_dict().items() if k != "model_type"}, num_register_tokens=registers
+        )
     return AutoModel.from_config(cfg), Preprocess.from_processor(AutoImageProcessor.from_pretrained(config_dir))
 
 
@@ -180,8 +183,15 @@ def _clip_folder(path):
     from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
 
     torch.manual_seed(0)
-    cfg = CLIPVisionConfig(hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
-                           image_size=224, patch_size=32, projection_dim=64)
+    cfg = CLIPVisionConfig(
+        hidden_size=128,
+        intermediate_size=256,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        image_size=224,
+        patch_size=32,
+        projection_dim=64,
+    )
     CLIPVisionModelWithProjection(cfg).save_pretrained(path)
     CLIPImageProcessor().save_pretrained(path)
     return path
@@ -219,9 +229,32 @@ def test_track_with_the_clip_backend(tmp_path, yolov8n, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     src = shared_path("data/MOT17-mini/train/MOT17-02-FRCNN")
     js, txt = tmp_path / "s.json", tmp_path / "r.txt"
-    rc = main([str(a) for a in ["--source", src, "--det", yolov8n, "--classes", "0", "--embedder", "clip",
-                                "--embed-model", _clip_folder(tmp_path / "clip"), "--output", "", "--save-mot", txt,
-                                "--save-json", js, "--no-progress", "--max-frames", "3"]])
+    rc = main(
+        [
+            str(a)
+            for a in [
+                "--source",
+                src,
+                "--det",
+                yolov8n,
+                "--classes",
+                "0",
+                "--embedder",
+                "clip",
+                "--embed-model",
+                _clip_folder(tmp_path / "clip"),
+                "--output",
+                "",
+                "--save-mot",
+                txt,
+                "--save-json",
+                js,
+                "--no-progress",
+                "--max-frames",
+                "3",
+            ]
+        ]
+    )
     assert rc == 0
     summary = json.loads(js.read_text())
     assert summary["frames"] == 3 and summary["embeddings_computed"] > 0
@@ -247,10 +280,17 @@ def _load_with_hub_down(cache, tmp_path):
     import subprocess
     import sys
 
-    env = {**os.environ, "HF_HUB_CACHE": str(cache), "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_OFFLINE": "0",
-           "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
-    out = subprocess.run([sys.executable, "-c", _LOAD_SCRIPT], env=env, capture_output=True, text=True,
-                         cwd=tmp_path, timeout=300)
+    env = {
+        **os.environ,
+        "HF_HUB_CACHE": str(cache),
+        "HF_ENDPOINT": "http://127.0.0.1:9",
+        "HF_HUB_OFFLINE": "0",
+        "NO_PROXY": "127.0.0.1,localhost",
+        "no_proxy": "127.0.0.1,localhost",
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", _LOAD_SCRIPT], env=env, capture_output=True, text=True, cwd=tmp_path, timeout=300
+    )
     return out.stdout + out.stderr
 
 
@@ -330,8 +370,10 @@ def _raiser(kind):
             except LocalEntryNotFoundError as e:
                 raise OSError("We couldn't connect to 'https://huggingface.co' to load the files") from e
         if kind == "unsupported":
-            raise ValueError("The checkpoint you are trying to load has model type `dinov3_vit` but Transformers "
-                             "does not recognize this architecture.")
+            raise ValueError(
+                "The checkpoint you are trying to load has model type `dinov3_vit` but Transformers "
+                "does not recognize this architecture."
+            )
         raise OSError("x is not a local folder and is not a valid model identifier")
 
     loader.calls = []
@@ -346,8 +388,14 @@ def test_gated_model_gives_the_seed_message():
     assert "HF_TOKEN=hf_xxx" in msg and "huggingface-cli login" in msg and "facebook/dinov2-base" in msg
 
 
-@pytest.mark.parametrize("kind,needle", [("offline", "--embed-model PATH"), ("unsupported", "pip install -U transformers"),
-                                         ("missing", "neither a local folder")])
+@pytest.mark.parametrize(
+    "kind,needle",
+    [
+        ("offline", "--embed-model PATH"),
+        ("unsupported", "pip install -U transformers"),
+        ("missing", "neither a local folder"),
+    ],
+)
 def test_other_load_failures_are_clean(kind, needle):
     with pytest.raises(UserError, match=needle.replace("-", r"\-").replace(" ", " ")) as ei:
         load_dino(EmbedderConfig(), token="", loader=_raiser(kind))

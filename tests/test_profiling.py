@@ -33,12 +33,15 @@ def test_stage_times_add_up_per_frame_and_feed_the_summary(monkeypatch):
     assert "Embeddings: computed 6 (1.50/frame), reused 2" in s.text().splitlines()  # no settings: no mode
 
 
-@pytest.mark.parametrize("embedder, sched, mode", [
-    ("onnx", {"lazy": True, "embed_all": False}, " (lazy memory)"),
-    ("onnx", {"lazy": False, "embed_all": False}, " (refresh rules)"),
-    ("yolo", {"lazy": False, "embed_all": True}, " (embed-all)"),
-    ("none", {"lazy": False, "embed_all": False}, ""),
-])
+@pytest.mark.parametrize(
+    "embedder, sched, mode",
+    [
+        ("onnx", {"lazy": True, "embed_all": False}, " (lazy memory)"),
+        ("onnx", {"lazy": False, "embed_all": False}, " (refresh rules)"),
+        ("yolo", {"lazy": False, "embed_all": True}, " (embed-all)"),
+        ("none", {"lazy": False, "embed_all": False}, ""),
+    ],
+)
 def test_summary_names_the_scheduler_rules_that_ran(embedder, sched, mode):
     s = summarize(StageTimer(), computed=0, reused=0, tracks=0, settings={"embedder": embedder, "scheduler": sched})
     assert f"Embeddings: computed 0 (0.00/frame), reused 0{mode}" in s.text().splitlines()

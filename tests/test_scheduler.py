@@ -55,8 +55,7 @@ def box(x, y=0, w=50, h=100):
 
 def view(tid, x, last, emb=True, lost=False, seen=None, samples=5, start=0):
     e = np.eye(D, dtype=np.float32)[(tid + 3) % D] if emb else None
-    return TrackView(tid, np.array(box(x), np.float32), e, last, lost, last if seen is None else seen, samples,
-                     start)
+    return TrackView(tid, np.array(box(x), np.float32), e, last, lost, last if seen is None else seen, samples, start)
 
 
 IMG = np.zeros((10, 10, 3), np.uint8)
@@ -81,8 +80,13 @@ def test_rules_weak_iou_crowded_refresh_reuse():
 
 def test_near_lost_and_near_second_track_are_critical():
     dets = np.array([box(0), box(300), box(600)], np.float32)
-    tracks = [view(1, 2, last=9), view(2, 302, last=9), view(3, 330, last=9), view(4, 602, last=9),
-              view(5, 620, last=3, lost=True)]
+    tracks = [
+        view(1, 2, last=9),
+        view(2, 302, last=9),
+        view(3, 330, last=9),
+        view(4, 602, last=9),
+        view(5, 620, last=3, lost=True),
+    ]
     p = plan_actions(dets, tracks, 10, SchedulerConfig())
     # det0 continues track 1 alone -> reuse; det1 continues track 2 but overlaps track 3's prediction
     # (IoU 0.25) -> crowded; det2 continues track 4 but a lost track is predicted on top of it -> near_lost
@@ -186,6 +190,7 @@ def test_unlimited_budget_refreshes_everything_due_in_one_batch():
 
 # -- lazy memory (--embed-lazy) ------------------------------------------------------------------------
 
+
 class FakeCropEmbedder(FakeEmbedder):
     """A FakeEmbedder that can cut crops and embed them later: a crop is the box's x1 in a 1x1 'image'."""
 
@@ -198,9 +203,13 @@ class FakeCropEmbedder(FakeEmbedder):
 
 
 def test_contest_groups_link_detections_and_tracks_through_candidate_pairs():
-    iou = np.array([[0.8, 0.5, 0.0],   # det0 - track0, track1: one group with two tracks
-                    [0.0, 0.0, 0.9],   # det1 - track2 alone
-                    [0.0, 0.3, 0.0]])  # det2: below the threshold, alone
+    iou = np.array(
+        [
+            [0.8, 0.5, 0.0],  # det0 - track0, track1: one group with two tracks
+            [0.0, 0.0, 0.9],  # det1 - track2 alone
+            [0.0, 0.3, 0.0],
+        ]
+    )  # det2: below the threshold, alone
     dets, tracks = contest_groups(iou, 0.4)
     assert dets.tolist() == [True, False, False] and tracks.tolist() == [True, True, False]
     dets, tracks = contest_groups(np.array([[0.9], [0.6]]), 0.4)  # two detections on one track
@@ -209,13 +218,16 @@ def test_contest_groups_link_detections_and_tracks_through_candidate_pairs():
 
 def test_lazy_rules_never_refresh_and_list_the_memories_read_now():
     dets = np.array([box(0), box(300), box(600), box(900), box(1200), box(1500)], np.float32)
-    tracks = [view(1, 2, last=1),                       # det0: alone, memory 99 frames old -> still reuse
-              view(2, 302, last=9), view(3, 310, last=9),  # det1 between two tracks -> contested
-              view(4, 905, last=9, samples=1),           # det3: young memory
-              view(5, 1202, last=9),                     # det4: a track lost 5 frames ago on top -> near_lost
-              view(6, 1230, last=5, lost=True, seen=95),
-              view(7, 1502, last=9),                     # det5: lost 40 frames ago -> reuse
-              view(8, 1530, last=5, lost=True, seen=60)]
+    tracks = [
+        view(1, 2, last=1),  # det0: alone, memory 99 frames old -> still reuse
+        view(2, 302, last=9),
+        view(3, 310, last=9),  # det1 between two tracks -> contested
+        view(4, 905, last=9, samples=1),  # det3: young memory
+        view(5, 1202, last=9),  # det4: a track lost 5 frames ago on top -> near_lost
+        view(6, 1230, last=5, lost=True, seen=95),
+        view(7, 1502, last=9),  # det5: lost 40 frames ago -> reuse
+        view(8, 1530, last=5, lost=True, seen=60),
+    ]
     p = plan_lazy(dets, tracks, 100, SchedulerConfig(lazy=True))
     assert p.reasons == ["reuse", "contested", "weak_iou", "young", "near_lost", "reuse"]
     assert p.action.tolist() == [REUSE, CRITICAL, CRITICAL, CRITICAL, CRITICAL, REUSE]
@@ -235,8 +247,11 @@ def test_lazy_rules_never_refresh_and_list_the_memories_read_now():
 
 def test_lazy_near_lost_pairs_cleared_by_appearance_are_not_recomputed():
     dets = np.array([box(1200)], np.float32)
-    tracks = [view(5, 1202, last=80), view(6, 1230, last=5, lost=True, seen=95),
-              view(9, 1190, last=5, lost=True, seen=97)]
+    tracks = [
+        view(5, 1202, last=80),
+        view(6, 1230, last=5, lost=True, seen=95),
+        view(9, 1190, last=5, lost=True, seen=97),
+    ]
     cfg = SchedulerConfig(lazy=True)  # near_lost_clear_frames 10
     p = plan_lazy(dets, tracks, 100, cfg)
     assert p.reasons == ["near_lost"] and p.near_lost == {0: [6, 9]} and 5 in p.flush
@@ -257,16 +272,22 @@ def test_lazy_a_new_track_on_a_long_lost_track_stays_near_lost():
     assert plan_lazy(dets, [view(5, 1202, last=99, start=80), lost], 100, cfg).reasons == ["reuse"]  # 20 frames old
     p = plan_lazy(dets, [view(5, 1202, last=99, start=92), lost], 100, cfg)
     assert p.reasons == ["near_lost"] and p.near_lost == {0: [6]} and 5 in p.flush
-    assert plan_lazy(dets, [view(5, 1202, last=99, start=92), lost], 100, cfg, cleared={(5, 6): 99}).reasons \
-        == ["near_lost"]
-    assert plan_lazy(dets, [view(5, 1202, last=99, start=92), lost], 100,
-                     SchedulerConfig(lazy=True, near_lost_new_frames=5)).reasons == ["reuse"]
+    assert plan_lazy(dets, [view(5, 1202, last=99, start=92), lost], 100, cfg, cleared={(5, 6): 99}).reasons == [
+        "near_lost"
+    ]
+    assert plan_lazy(
+        dets, [view(5, 1202, last=99, start=92), lost], 100, SchedulerConfig(lazy=True, near_lost_new_frames=5)
+    ).reasons == ["reuse"]
 
 
 def test_near_lost_verdicts_compare_with_the_lost_memories():
     dets = np.array([box(1200), box(0)], np.float32)
-    tracks = [view(5, 1202, last=90), view(1, 2, last=90), view(6, 1230, last=5, lost=True, seen=95),
-              view(9, 1190, last=5, lost=True, seen=97, emb=False)]
+    tracks = [
+        view(5, 1202, last=90),
+        view(1, 2, last=90),
+        view(6, 1230, last=5, lost=True, seen=95),
+        view(9, 1190, last=5, lost=True, seen=97, emb=False),
+    ]
     p = plan_lazy(dets, tracks, 100, SchedulerConfig(lazy=True))
     assert p.near_lost == {0: [6, 9]}
     mem6 = np.eye(D, dtype=np.float32)[1]
@@ -348,8 +369,9 @@ def test_lazy_buffers_clean_looks_and_embeds_them_when_the_lost_track_may_be_bac
     e = s.run(s.plan(22, dets, tracks), IMG, dets)
     frames, vectors = e.memory[1]
     assert frames.tolist() == [14, 17, 20]  # newest first, 3 frames apart
-    np.testing.assert_array_equal(vectors, emb.embed(None, np.array([box(100 + 10 * f) for f in (14, 17, 20)],
-                                                                     np.float32)))
+    np.testing.assert_array_equal(
+        vectors, emb.embed(None, np.array([box(100 + 10 * f) for f in (14, 17, 20)], np.float32))
+    )
     assert s.computed_total == computed + 2 + 3 + 3  # two contested detections twice, the new box, three looks
     assert s.reasons_total["memory"] == 3 and 1 not in s.buffer.looks
 

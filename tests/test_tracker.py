@@ -13,8 +13,14 @@ def step(tr, boxes, embs=None, conf=0.9):
     xyxy = np.array(boxes, np.float32).reshape(-1, 4)
     n = len(xyxy)
     e = None if embs is None else np.array(embs, np.float32).reshape(n, -1) if n else np.zeros((0, 4), np.float32)
-    return tr.update(xyxy, np.full(n, conf, np.float32), np.zeros(n, np.int64), (1000, 500), e,
-                     None if e is None else np.abs(e).any(axis=1))
+    return tr.update(
+        xyxy,
+        np.full(n, conf, np.float32),
+        np.zeros(n, np.int64),
+        (1000, 500),
+        e,
+        None if e is None else np.abs(e).any(axis=1),
+    )
 
 
 def unit(i, d=4):
@@ -87,6 +93,7 @@ def test_tentative_tracks_need_min_hits_and_greedy_mode_works():
 
 def test_camera_motion_warp_keeps_ids_when_the_whole_scene_shifts():
     """A camera pan moves every box 60 px per frame; with the GMC warp the predictions follow."""
+
     def run(use_warp):
         tr = Tracker(TrackerConfig())
         ids = []
@@ -98,6 +105,7 @@ def test_camera_motion_warp_keeps_ids_when_the_whole_scene_shifts():
             out = tr.update(xyxy, np.full(2, 0.9, np.float32), np.zeros(2, np.int64), (1000, 500))
             ids.append(tuple(o.track_id for o in out))
         return ids
+
     with_warp = run(True)
     assert all(i == (1, 2) for i in with_warp)  # the same two tracks throughout
     assert set(run(False)[-1]) != {1, 2}  # without it the 60 px jumps break IoU continuity
@@ -132,6 +140,7 @@ def test_a_crowd_of_low_score_people_is_tracked_and_a_one_frame_flicker_is_not()
 def test_a_half_hidden_box_near_a_lost_track_waits_for_re_identification():
     """Below new_track_thresh, a box within reach of a lost track starts no track: it may be that
     person back. Away from lost tracks the same box starts one."""
+
     def run(x_back):
         tr = Tracker(TrackerConfig())
         for k in range(5):
@@ -141,6 +150,7 @@ def test_a_half_hidden_box_near_a_lost_track_waits_for_re_identification():
         for _ in range(3):
             out = step(tr, [[x_back, 100, x_back + 40, 200]], [unit(1)], conf=0.5)  # looks different
         return out, tr
+
     out, tr = run(130)  # near the lost track: not re-identified (other look), not a new track either
     assert out == [] and len(tr.tracks) == 1 and tr.tracks[0].state == TrackState.LOST
     out, tr = run(700)  # 0.56 image widths away: a new person
@@ -150,6 +160,7 @@ def test_a_half_hidden_box_near_a_lost_track_waits_for_re_identification():
 def test_lost_track_is_not_given_a_different_looking_box_at_its_prediction():
     """After missed frames, a box where the track was predicted but with another appearance starts a
     new track instead of continuing the old identity; with the same appearance it continues."""
+
     def run(look):
         tr = Tracker(TrackerConfig())
         for k in range(6):
@@ -159,6 +170,7 @@ def test_lost_track_is_not_given_a_different_looking_box_at_its_prediction():
         step(tr, [])
         step(tr, [[180, 100, 220, 200]], [unit(look) if look is not None else np.zeros(4)])  # at the prediction
         return tid, {t.track_id: t.state for t in tr.tracks}
+
     tid, states = run(1)
     assert states[tid] == TrackState.LOST and len(states) == 2
     tid, states = run(0)
@@ -173,11 +185,15 @@ def test_gates_read_every_high_score_box_and_reach_only_lost_tracks():
     step(tr, [[100, 100, 140, 200]], [unit(0)])  # the track at 600 is lost now
     views = tr.predict()
     gates = Gating(tr.cfg)
-    xyxy = np.array([[102, 100, 142, 200],   # on track 1
-                     [300, 100, 340, 200],   # far from every track: may start one
-                     [680, 100, 720, 200],   # 0.08 image widths from the lost track: re-identification
-                     [102, 100, 142, 200]],  # low score: IoU only, never read
-                    np.float32)
+    xyxy = np.array(
+        [
+            [102, 100, 142, 200],  # on track 1
+            [300, 100, 340, 200],  # far from every track: may start one
+            [680, 100, 720, 200],  # 0.08 image widths from the lost track: re-identification
+            [102, 100, 142, 200],
+        ],  # low score: IoU only, never read
+        np.float32,
+    )
     conf = np.array([0.5, 0.5, 0.5, 0.3], np.float32)
     assert gates.reads_embedding(conf).tolist() == [True, True, True, False]
     # the distance gate, per track (columns as predict's views): only the lost track has reach
@@ -248,8 +264,11 @@ def test_track_embedding_ema_catches_up_on_observations_served_from_cache():
     w = alpha ** (k + 1)
     expect = (w * look_a + (1 - w) * look_b) / np.linalg.norm(w * look_a + (1 - w) * look_b)
     np.testing.assert_allclose(run(False), expect, atol=1e-6)  # cached in between: catch up
-    np.testing.assert_allclose(run(True), (alpha * look_a + (1 - alpha) * look_b)
-                               / np.linalg.norm(alpha * look_a + (1 - alpha) * look_b), atol=1e-6)
+    np.testing.assert_allclose(
+        run(True),
+        (alpha * look_a + (1 - alpha) * look_b) / np.linalg.norm(alpha * look_a + (1 - alpha) * look_b),
+        atol=1e-6,
+    )
 
 
 def test_update_appearance_weighs_earlier_looks_by_their_frame_gap():
@@ -258,8 +277,14 @@ def test_update_appearance_weighs_earlier_looks_by_their_frame_gap():
     step(tr, [[0, 0, 50, 100]], [unit(0)])  # frame 1: fresh embedding
     for _ in range(5):  # frames 2-6: served from cache
         tr.predict()
-        tr.update(np.array([[0, 0, 50, 100]], np.float32), np.array([0.9], np.float32), np.array([0]),
-                  (1000, 500), np.array([unit(0)], np.float32), fresh=np.array([False]))
+        tr.update(
+            np.array([[0, 0, 50, 100]], np.float32),
+            np.array([0.9], np.float32),
+            np.array([0]),
+            (1000, 500),
+            np.array([unit(0)], np.float32),
+            fresh=np.array([False]),
+        )
     t = tr.tracks[0]
     assert t.last_embed_frame == 1 and t.reused_obs == 5 and t.samples == 1
     tr.predict()
@@ -267,7 +292,7 @@ def test_update_appearance_weighs_earlier_looks_by_their_frame_gap():
     tr.update_appearance(99, np.array([6]), np.array([unit(3)], np.float32))  # unknown id: ignored
     e = unit(0)
     for gap, new in ((2, unit(1)), (2, unit(2))):  # frame 3 after 1, frame 5 after 3: alpha**2 each
-        e = 0.9 ** gap * e + (1 - 0.9 ** gap) * new
+        e = 0.9**gap * e + (1 - 0.9**gap) * new
         e = e / np.linalg.norm(e)
     np.testing.assert_allclose(t.embedding, e, atol=1e-6)
     assert t.last_embed_frame == 5 and t.reused_obs == 0 and t.samples == 3

@@ -10,5 +10,14 @@ from mot_dinov3.api import MultiObjectTracker, TrackerStats, iter_track, track  
 from mot_dinov3.config import SchedulerConfig, TrackerConfig  # noqa: E402
 from mot_dinov3.errors import MissingFileError, UserError  # noqa: E402
 
-__all__ = ["MissingFileError", "MultiObjectTracker", "SchedulerConfig", "TrackerConfig", "TrackerStats", "UserError", "__version__",
-           "iter_track", "track"]
+__all__ = [
+    "MissingFileError",
+    "MultiObjectTracker",
+    "SchedulerConfig",
+    "TrackerConfig",
+    "TrackerStats",
+    "UserError",
+    "__version__",
+    "iter_track",
+    "track",
+]

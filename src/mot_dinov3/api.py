@@ -64,8 +64,10 @@ def _scheduler_config(value: str | SchedulerConfig | None, options: dict[str, An
     if isinstance(value, SchedulerConfig):
         return replace(value, **options)
     if value is not None and value not in SCHEDULERS:
-        raise UserError(f"scheduler {value!r}: unknown; use one of {', '.join(SCHEDULERS)} (or None: lazy memory "
-                        "where the embedder can buffer crops)")
+        raise UserError(
+            f"scheduler {value!r}: unknown; use one of {', '.join(SCHEDULERS)} (or None: lazy memory "
+            "where the embedder can buffer crops)"
+        )
     known = {f for f in SchedulerConfig.__dataclass_fields__}
     unknown = sorted(set(options) - known)
     if unknown:
@@ -96,16 +98,24 @@ class MultiObjectTracker:
             be loaded; ``FileNotFoundError`` subclasses for missing files.
     """
 
-    def __init__(self, embedder: str | Embedder | None = "onnx", embed_model: str | None = None,
-                 tracker_config: TrackerConfig | str | Path | None = None,
-                 scheduler: str | SchedulerConfig | None = None, device: str | None = None, fps: float = 30.0,
-                 **scheduler_options: Any):
+    def __init__(
+        self,
+        embedder: str | Embedder | None = "onnx",
+        embed_model: str | None = None,
+        tracker_config: TrackerConfig | str | Path | None = None,
+        scheduler: str | SchedulerConfig | None = None,
+        device: str | None = None,
+        fps: float = 30.0,
+        **scheduler_options: Any,
+    ):
         self.tracker_config = _tracker_config(tracker_config)
         sched = _scheduler_config(scheduler, scheduler_options)
         if isinstance(embedder, str):
             embedder = create_embedder(EmbedderConfig(name=embedder, model=embed_model, device=device))
         self.embedder: Embedder | None = None if embedder == NO_REID else embedder
-        self.scheduler_config = replace(sched, embed_all=sched.embed_all or bool(self.embedder and self.embedder.cost_free))
+        self.scheduler_config = replace(
+            sched, embed_all=sched.embed_all or bool(self.embedder and self.embedder.cost_free)
+        )
         self.scheduler_config = self.scheduler_config.derived(self.tracker_config)
         self.fps = fps
         self.gating = Gating(self.tracker_config)
@@ -128,8 +138,20 @@ class MultiObjectTracker:
     def tracks(self) -> list[TrackView]:
         """Read-only views of every track (tentative, confirmed, lost) after the last update."""
         t = self._tracker
-        return [TrackView(x.track_id, x.xyxy, x.embedding, x.last_embed_frame, x.state == TrackState.LOST,
-                          x.last_seen, x.samples, x.start_frame, x.last_obs.copy()) for x in t.tracks]
+        return [
+            TrackView(
+                x.track_id,
+                x.xyxy,
+                x.embedding,
+                x.last_embed_frame,
+                x.state == TrackState.LOST,
+                x.last_seen,
+                x.samples,
+                x.start_frame,
+                x.last_obs.copy(),
+            )
+            for x in t.tracks
+        ]
 
     def update(self, dets: np.ndarray, frame: np.ndarray, feats: np.ndarray | None = None) -> np.ndarray:
         """Track one frame's detections.
@@ -157,8 +179,44 @@ class MultiObjectTracker:
         rows = [[*o.xyxy, o.track_id, o.conf, o.cls, o.det_index] for o in out if o.state == TrackState.CONFIRMED]
         return np.array(rows, np.float32).reshape(-1, 8)
 
-    def step(self, xyxy: np.ndarray, conf: np.ndarray, cls: np.ndarray, image: np.ndarray,
-             feats: np.ndarray | None = None, include_lost: bool = False) -> list[TrackOutput]:
+    def update_with_detections(self, detections: Any, frame: np.ndarray) -> Any:
+        """:meth:`update` for a ``supervision.Detections`` (the roboflow ``trackers`` / ``supervision``
+        ByteTrack convention; needs ``pip install supervision``).
+
+        Args:
+            detections: ``sv.Detections`` with ``xyxy`` (N, 4) pixels, ``confidence`` (N,) and ``class_id``
+                (N,) (missing confidences count as 1, missing classes as 0).
+            frame: (H, W, 3) uint8 BGR image.
+
+        Returns:
+            The tracked subset of ``detections`` (confirmed tracks matched this frame, in track order),
+            with ``tracker_id`` set and ``xyxy`` the tracks' Kalman-filtered boxes.
+
+        Raises:
+            UserError: supervision is not installed.
+        """
+        try:
+            import supervision  # noqa: F401
+        except ImportError as exc:
+            raise UserError("update_with_detections needs supervision: pip install supervision") from exc
+        n = len(detections)
+        conf = np.ones(n, np.float32) if detections.confidence is None else detections.confidence
+        cls = np.zeros(n, np.float32) if detections.class_id is None else detections.class_id
+        out = self.update(np.c_[detections.xyxy, conf, cls].reshape(n, 6), frame)
+        tracked = detections[out[:, 7].astype(int)]
+        tracked.xyxy = out[:, :4].astype(np.float32)
+        tracked.tracker_id = out[:, 4].astype(int)
+        return tracked
+
+    def step(
+        self,
+        xyxy: np.ndarray,
+        conf: np.ndarray,
+        cls: np.ndarray,
+        image: np.ndarray,
+        feats: np.ndarray | None = None,
+        include_lost: bool = False,
+    ) -> list[TrackOutput]:
         """:meth:`update` on separate arrays, returning :class:`~mot_dinov3.track.TrackOutput` (lost tracks
         too with ``include_lost``).
 
@@ -186,9 +244,16 @@ class MultiObjectTracker:
         if emb is not None:
             for tid, (seen, looks) in emb.memory.items():  # lazy memory: buffered looks, read this frame
                 self._tracker.update_appearance(tid, seen, looks)
-        out = self._tracker.update(xyxy, conf, cls, (w, h), None if emb is None else emb.vectors,
-                                   None if emb is None else emb.known, None if emb is None else emb.computed,
-                                   include_lost=include_lost)
+        out = self._tracker.update(
+            xyxy,
+            conf,
+            cls,
+            (w, h),
+            None if emb is None else emb.vectors,
+            None if emb is None else emb.known,
+            None if emb is None else emb.computed,
+            include_lost=include_lost,
+        )
         t3 = time.perf_counter()
         self.embedded_now = {o.track_id for o in out if o.embedded_now}
         s = self.stats

@@ -22,8 +22,9 @@ EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
 
 
 def eval_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mot-dinov3 eval",
-                                description="HOTA / CLEAR / Identity metrics of MOTChallenge results (TrackEval).")
+    p = argparse.ArgumentParser(
+        prog="mot-dinov3 eval", description="HOTA / CLEAR / Identity metrics of MOTChallenge results (TrackEval)."
+    )
     p.add_argument("--gt-root", required=True, help="folder holding <seq>/gt/gt.txt (searched recursively)")
     p.add_argument("--res-dir", required=True, help="folder holding <seq>.txt results")
     p.add_argument("--seqs", nargs="+", help="only these sequences (default: every sequence with gt)")

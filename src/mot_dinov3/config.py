@@ -80,9 +80,8 @@ class SchedulerConfig:
 
     Attributes:
         refresh_every: refresh rules: a stable track's embedding is due for refresh when it is this many
-            frames old. 2 is the refresh setting that lost no identity quality against ``embed_all`` over
-            seven detector settings on DEV (``benchmarks/scheduler.py``), at 72% of its embeddings; 10
-            computes 51% and scores 0.05 HOTA lower on the mean, but 0.8 lower with yolov8n at 960.
+            frames old: lower refreshes more often (closer to ``embed_all``), higher saves embeddings
+            (``benchmarks/scheduler.py`` measures the trade).
         iou_gate: a detection whose best IoU with the active tracks' predicted boxes is below this
             is critical (weak continuity).
         overlap_thr: a detection whose IoU with another detection, with a second track's predicted box or
@@ -96,9 +95,8 @@ class SchedulerConfig:
             do not apply. ``False`` selects the refresh rules (``--no-embed-lazy``,
             :func:`mot_dinov3.scheduler.plan.plan_actions`). ``None`` (default): lazy memory when the
             backend can embed buffered crops (dino, clip, onnx), the refresh rules otherwise (yolo). Lazy
-            memory is the default because it computes a fifth of ``embed_all``'s embeddings (a quarter of
-            the refresh rules'), level with ``embed_all`` on the mean of seven detector settings
-            (+0.07 HOTA, +0.2 IDF1); no other rule found comes that close at 20% (``benchmarks/scheduler.py``).
+            memory is the default because it computes only what the association reads, at no identity
+            cost against ``embed_all`` within run-to-run spread (``docs/benchmarks.md``).
         contest_iou: lazy: track-detection pairs above this IoU are candidates; a detection whose group of
             candidates holds a second detection or track is critical (contested), one with no candidate
             is critical (weak continuity). 0.4 is where appearance enters the fused cost
@@ -147,8 +145,11 @@ class SchedulerConfig:
         re-identification threshold) and ``look_overlap_thr`` (:data:`CLEAN_OVERLAP_IOU`: only looks
         the tracker would keep may enter a memory)."""
         return dataclasses.replace(
-            self, contest_iou=1.0 - tracker.proximity_thresh, look_overlap_thr=CLEAN_OVERLAP_IOU,
-            near_lost_clear=max(tracker.reid_thresh, tracker.reid_motion_thresh))
+            self,
+            contest_iou=1.0 - tracker.proximity_thresh,
+            look_overlap_thr=CLEAN_OVERLAP_IOU,
+            near_lost_clear=max(tracker.reid_thresh, tracker.reid_motion_thresh),
+        )
 
 
 @dataclass
@@ -208,8 +209,9 @@ class TrackerConfig:
         """
         p = Path(path)
         if not p.is_file():
-            raise MissingFileError(f"tracker config not found: {p}; pass --tracker-config with a YAML file "
-                            "(see configs/default.yaml)")
+            raise MissingFileError(
+                f"tracker config not found: {p}; pass --tracker-config with a YAML file (see configs/default.yaml)"
+            )
         try:
             data = yaml.safe_load(p.read_text()) or {}
         except yaml.YAMLError as exc:

@@ -92,15 +92,21 @@ class Detector:
             ) from exc
         if cfg.capture_features:
             if not isinstance(getattr(self.model, "model", None), torch.nn.Module):
-                raise UserError(f"--embedder yolo needs a PyTorch .pt detector, but --det {cfg.model} is an "
-                                "exported model; pass a .pt file or choose another --embedder")
+                raise UserError(
+                    f"--embedder yolo needs a PyTorch .pt detector, but --det {cfg.model} is an "
+                    "exported model; pass a .pt file or choose another --embedder"
+                )
             self.model.add_callback("on_predict_start", _install_feature_hook)
 
     def __call__(self, image: np.ndarray) -> Detections:
         """Detect objects in one (H, W, 3) uint8 BGR image."""
         r: Any = self.model.predict(
-            image, conf=self.cfg.conf, imgsz=self.cfg.imgsz, classes=self.cfg.classes,
-            device=self.cfg.device, verbose=False,
+            image,
+            conf=self.cfg.conf,
+            imgsz=self.cfg.imgsz,
+            classes=self.cfg.classes,
+            device=self.cfg.device,
+            verbose=False,
         )[0]  # type: ignore[index]
         boxes: Any = r.boxes
         xyxy = boxes.xyxy.cpu().numpy().astype(np.float32)
@@ -108,11 +114,14 @@ class Detector:
         if self.cfg.capture_features:
             f = getattr(r, "feats", None)
             if f is None:
-                raise UserError("--embedder yolo: the detector returned no neck features (NMS-free / end-to-end "
-                                "heads such as YOLOv10/YOLO26 have none); use a YOLOv8/YOLO11 .pt or another --embedder")
+                raise UserError(
+                    "--embedder yolo: the detector returned no neck features (NMS-free / end-to-end "
+                    "heads such as YOLOv10/YOLO26 have none); use a YOLOv8/YOLO11 .pt or another --embedder"
+                )
             feats = f.float().cpu().numpy() if len(xyxy) else np.zeros((0, 0), np.float32)
-        return Detections(xyxy, boxes.conf.cpu().numpy().astype(np.float32),
-                          boxes.cls.cpu().numpy().astype(np.int64), feats)
+        return Detections(
+            xyxy, boxes.conf.cpu().numpy().astype(np.float32), boxes.cls.cpu().numpy().astype(np.int64), feats
+        )
 
 
 def _install_feature_hook(predictor) -> None:

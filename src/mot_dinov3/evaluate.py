@@ -41,8 +41,10 @@ def find_sequences(gt_root: Path, seqs: list[str] | None) -> dict[str, Path]:
     if seqs:
         missing = [s for s in seqs if s not in found]
         if missing:
-            raise UserError(f"--seqs {' '.join(missing)}: no <seq>/gt/gt.txt under {gt_root}; "
-                            f"available: {', '.join(found) or 'none'}")
+            raise UserError(
+                f"--seqs {' '.join(missing)}: no <seq>/gt/gt.txt under {gt_root}; "
+                f"available: {', '.join(found) or 'none'}"
+            )
         found = {s: found[s] for s in seqs}
     if not found:
         raise UserError(f"--gt-root {gt_root}: no <seq>/gt/gt.txt found; pass a MOTChallenge split folder")
@@ -64,26 +66,52 @@ def _run_group(mode: str, seq_dirs: dict[str, Path], res_dir: Path) -> dict[str,
         else:
             seq_info[seq] = len(list((d / "img1").glob("*"))) or None
     ds_cfg = trackeval.datasets.MotChallenge2DBox.get_default_dataset_config()
-    ds_cfg.update({
-        "GT_FOLDER": str(gt_folder.pop()), "TRACKERS_FOLDER": str(res_dir.parent),
-        "TRACKERS_TO_EVAL": [res_dir.name], "TRACKER_SUB_FOLDER": "", "OUTPUT_FOLDER": None,
-        "BENCHMARK": mode, "SPLIT_TO_EVAL": "train", "SKIP_SPLIT_FOL": True, "SEQ_INFO": seq_info,
-        "GT_LOC_FORMAT": "{gt_folder}/{seq}/gt/gt.txt", "PRINT_CONFIG": False, "DO_PREPROC": True,
-    })
+    ds_cfg.update(
+        {
+            "GT_FOLDER": str(gt_folder.pop()),
+            "TRACKERS_FOLDER": str(res_dir.parent),
+            "TRACKERS_TO_EVAL": [res_dir.name],
+            "TRACKER_SUB_FOLDER": "",
+            "OUTPUT_FOLDER": None,
+            "BENCHMARK": mode,
+            "SPLIT_TO_EVAL": "train",
+            "SKIP_SPLIT_FOL": True,
+            "SEQ_INFO": seq_info,
+            "GT_LOC_FORMAT": "{gt_folder}/{seq}/gt/gt.txt",
+            "PRINT_CONFIG": False,
+            "DO_PREPROC": True,
+        }
+    )
     ev_cfg = trackeval.Evaluator.get_default_eval_config()
-    ev_cfg.update({"USE_PARALLEL": False, "PRINT_RESULTS": False, "PRINT_CONFIG": False, "TIME_PROGRESS": False,
-                   "OUTPUT_SUMMARY": False, "OUTPUT_DETAILED": False, "PLOT_CURVES": False,
-                   "OUTPUT_EMPTY_CLASSES": False, "DISPLAY_LESS_PROGRESS": True, "BREAK_ON_ERROR": True,
-                   "RETURN_ON_ERROR": False, "LOG_ON_ERROR": None})
-    metrics = [trackeval.metrics.HOTA(), trackeval.metrics.CLEAR({"PRINT_CONFIG": False}),
-               trackeval.metrics.Identity({"PRINT_CONFIG": False})]
+    ev_cfg.update(
+        {
+            "USE_PARALLEL": False,
+            "PRINT_RESULTS": False,
+            "PRINT_CONFIG": False,
+            "TIME_PROGRESS": False,
+            "OUTPUT_SUMMARY": False,
+            "OUTPUT_DETAILED": False,
+            "PLOT_CURVES": False,
+            "OUTPUT_EMPTY_CLASSES": False,
+            "DISPLAY_LESS_PROGRESS": True,
+            "BREAK_ON_ERROR": True,
+            "RETURN_ON_ERROR": False,
+            "LOG_ON_ERROR": None,
+        }
+    )
+    metrics = [
+        trackeval.metrics.HOTA(),
+        trackeval.metrics.CLEAR({"PRINT_CONFIG": False}),
+        trackeval.metrics.Identity({"PRINT_CONFIG": False}),
+    ]
     try:
         with contextlib.redirect_stdout(_io.StringIO()):
             dataset = trackeval.datasets.MotChallenge2DBox(ds_cfg)
             res, _ = trackeval.Evaluator(ev_cfg).evaluate([dataset], metrics)
     except trackeval.utils.TrackEvalException as exc:
-        raise UserError(f"--res-dir {res_dir}: {exc}; write one <seq>.txt per sequence "
-                        "(mot-dinov3 --save-mot res_dir/<seq>.txt)") from exc
+        raise UserError(
+            f"--res-dir {res_dir}: {exc}; write one <seq>.txt per sequence (mot-dinov3 --save-mot res_dir/<seq>.txt)"
+        ) from exc
     per_seq = res["MotChallenge2DBox"][res_dir.name]
     return {seq: per_seq[seq]["pedestrian"] for seq in seq_dirs}
 
@@ -105,16 +133,21 @@ def evaluate(gt_root: str | Path, res_dir: str | Path, seqs: list[str] | None = 
     seq_dirs = find_sequences(gt_root, seqs)
     missing = [s for s in seq_dirs if not (res_dir / f"{s}.txt").is_file()]
     if missing:
-        raise UserError(f"--res-dir {res_dir}: no result file for {', '.join(missing)}; write <seq>.txt for "
-                        "each sequence or pass --seqs to evaluate fewer")
+        raise UserError(
+            f"--res-dir {res_dir}: no result file for {', '.join(missing)}; write <seq>.txt for "
+            "each sequence or pass --seqs to evaluate fewer"
+        )
     groups: dict[str, dict[str, Path]] = {}
     for seq, d in seq_dirs.items():
         groups.setdefault(gt_mode(d / "gt" / "gt.txt"), {})[seq] = d
     raw: dict[str, dict] = {}
     for mode, dirs in groups.items():
         raw.update(_run_group(mode, dirs, res_dir))
-    families = {"HOTA": trackeval.metrics.HOTA(), "CLEAR": trackeval.metrics.CLEAR({"PRINT_CONFIG": False}),
-                "Identity": trackeval.metrics.Identity({"PRINT_CONFIG": False})}
+    families = {
+        "HOTA": trackeval.metrics.HOTA(),
+        "CLEAR": trackeval.metrics.CLEAR({"PRINT_CONFIG": False}),
+        "Identity": trackeval.metrics.Identity({"PRINT_CONFIG": False}),
+    }
     combined = {name: m.combine_sequences({s: raw[s][name] for s in raw}) for name, m in families.items()}
     table = {seq: _row(r) for seq, r in raw.items()}
     table[COMBINED] = _row(combined)
@@ -122,17 +155,24 @@ def evaluate(gt_root: str | Path, res_dir: str | Path, seqs: list[str] | None = 
 
 
 def _row(r: dict) -> dict[str, float]:
-    return {"HOTA": float(r["HOTA"]["HOTA"].mean()), "DetA": float(r["HOTA"]["DetA"].mean()),
-            "AssA": float(r["HOTA"]["AssA"].mean()), "MOTA": float(r["CLEAR"]["MOTA"]),
-            "IDF1": float(r["Identity"]["IDF1"]), "IDSW": int(r["CLEAR"]["IDSW"]),
-            "FP": int(r["CLEAR"]["CLR_FP"]), "FN": int(r["CLEAR"]["CLR_FN"])}
+    return {
+        "HOTA": float(r["HOTA"]["HOTA"].mean()),
+        "DetA": float(r["HOTA"]["DetA"].mean()),
+        "AssA": float(r["HOTA"]["AssA"].mean()),
+        "MOTA": float(r["CLEAR"]["MOTA"]),
+        "IDF1": float(r["Identity"]["IDF1"]),
+        "IDSW": int(r["CLEAR"]["IDSW"]),
+        "FP": int(r["CLEAR"]["CLR_FP"]),
+        "FN": int(r["CLEAR"]["CLR_FN"]),
+    }
 
 
 def format_table(table: dict[str, dict[str, float]]) -> str:
     """A markdown table: percentages for HOTA/DetA/AssA/MOTA/IDF1, counts for IDSW/FP/FN."""
     lines = ["| sequence | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
     for seq, row in table.items():
-        cells = [f"{100 * row[c]:.2f}" if c in ("HOTA", "DetA", "AssA", "MOTA", "IDF1") else str(row[c])
-                 for c in COLUMNS]
+        cells = [
+            f"{100 * row[c]:.2f}" if c in ("HOTA", "DetA", "AssA", "MOTA", "IDF1") else str(row[c]) for c in COLUMNS
+        ]
         lines.append(f"| {seq} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -58,8 +58,14 @@ class CameraMotion:
         UserError: unknown ``method``.
     """
 
-    def __init__(self, method: str = "sparseOptFlow", max_width: int = 320, static_px: float = 1.0,
-                 static_frames: int = 10, recheck_every: int = 5):
+    def __init__(
+        self,
+        method: str = "sparseOptFlow",
+        max_width: int = 320,
+        static_px: float = 1.0,
+        static_frames: int = 10,
+        recheck_every: int = 5,
+    ):
         check_method(method)
         self.method = method
         self.max_width = max_width

@@ -59,8 +59,10 @@ class FrameSource:
         self._files: list[Path] | None = None
         self._cap: cv2.VideoCapture | None = None
         if not self.path.exists():
-            raise MissingFileError(f"--source {self.path}: no such file or folder; pass a video file, "
-                            "a MOTChallenge sequence folder or a folder of images")
+            raise MissingFileError(
+                f"--source {self.path}: no such file or folder; pass a video file, "
+                "a MOTChallenge sequence folder or a folder of images"
+            )
         self.name = self.path.stem if self.path.is_file() else self.path.name
         if self.path.is_dir():
             self._open_folder(fps)
@@ -79,8 +81,10 @@ class FrameSource:
             img_dir = self.path / "img1"
         files = sorted(p for p in img_dir.glob("*") if p.suffix.lower() in IMAGE_EXTS) if img_dir.is_dir() else []
         if not files:
-            raise UserError(f"--source {self.path}: no images found in {img_dir}; pass a video file, "
-                            "a MOTChallenge sequence folder (img1/ + seqinfo.ini) or a folder of images")
+            raise UserError(
+                f"--source {self.path}: no images found in {img_dir}; pass a video file, "
+                "a MOTChallenge sequence folder (img1/ + seqinfo.ini) or a folder of images"
+            )
         self._files = files
         self.fps = float(fps or src_fps or DEFAULT_FOLDER_FPS)
         self.length: int | None = len(files)
@@ -94,8 +98,10 @@ class FrameSource:
         ok, first = cap.read() if cap.isOpened() else (False, None)
         if not ok or first is None:
             cap.release()
-            raise UserError(f"--source {self.path}: not a readable video (OpenCV could not decode a frame); "
-                            "pass a video file OpenCV can read (mp4, avi, mkv ...) or a folder of images")
+            raise UserError(
+                f"--source {self.path}: not a readable video (OpenCV could not decode a frame); "
+                "pass a video file OpenCV can read (mp4, avi, mkv ...) or a folder of images"
+            )
         cap.release()  # reopen rather than seek: seeking is unreliable for some codecs
         self._cap = cap = cv2.VideoCapture(str(self.path))
         src_fps = cap.get(cv2.CAP_PROP_FPS)
@@ -211,8 +217,9 @@ class VideoWriter:
     def __init__(self, path: str | Path, fps: float, size_wh: tuple[int, int]):
         self.path = ensure_writable(path, "--output")
         fourcc = "MJPG" if self.path.suffix.lower() == ".avi" else "mp4v"
-        self._w: cv2.VideoWriter | None = cv2.VideoWriter(str(self.path), cv2.VideoWriter.fourcc(*fourcc),
-                                                          float(fps), size_wh)
+        self._w: cv2.VideoWriter | None = cv2.VideoWriter(
+            str(self.path), cv2.VideoWriter.fourcc(*fourcc), float(fps), size_wh
+        )
         if not self._w.isOpened():
             raise UserError(f"--output {self.path}: OpenCV cannot write this format; use a .mp4 or .avi path")
         self.frames = 0

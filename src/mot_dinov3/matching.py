@@ -68,8 +68,9 @@ def fuse_iou_appearance(
     return np.minimum(d_iou, d_app).astype(np.float32)
 
 
-def linear_assignment(cost: np.ndarray, thresh: float, hungarian: bool = True
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def linear_assignment(
+    cost: np.ndarray, thresh: float, hungarian: bool = True
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Match rows to columns with cost <= ``thresh``.
 
     Hungarian uses ``scipy.optimize.linear_sum_assignment``; greedy takes the cheapest remaining pair

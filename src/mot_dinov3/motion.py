@@ -32,9 +32,19 @@ def initiate(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """New track from one (4,) xywh measurement -> mean (8,), covariance (8, 8)."""
     mean = np.r_[z, np.zeros(4)]
     w, h = z[2], z[3]
-    std = np.array([2 * STD_POSITION * w, 2 * STD_POSITION * h, 2 * STD_POSITION * w, 2 * STD_POSITION * h,
-                    10 * STD_VELOCITY * w, 10 * STD_VELOCITY * h, 10 * STD_VELOCITY * w, 10 * STD_VELOCITY * h])
-    return mean, np.diag(std ** 2)
+    std = np.array(
+        [
+            2 * STD_POSITION * w,
+            2 * STD_POSITION * h,
+            2 * STD_POSITION * w,
+            2 * STD_POSITION * h,
+            10 * STD_VELOCITY * w,
+            10 * STD_VELOCITY * h,
+            10 * STD_VELOCITY * w,
+            10 * STD_VELOCITY * h,
+        ]
+    )
+    return mean, np.diag(std**2)
 
 
 def predict(means: np.ndarray, covs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -42,11 +52,22 @@ def predict(means: np.ndarray, covs: np.ndarray) -> tuple[np.ndarray, np.ndarray
     if len(means) == 0:
         return means, covs
     w, h = means[:, 2], means[:, 3]
-    std = np.stack([STD_POSITION * w, STD_POSITION * h, STD_POSITION * w, STD_POSITION * h,
-                    STD_VELOCITY * w, STD_VELOCITY * h, STD_VELOCITY * w, STD_VELOCITY * h], axis=1)
+    std = np.stack(
+        [
+            STD_POSITION * w,
+            STD_POSITION * h,
+            STD_POSITION * w,
+            STD_POSITION * h,
+            STD_VELOCITY * w,
+            STD_VELOCITY * h,
+            STD_VELOCITY * w,
+            STD_VELOCITY * h,
+        ],
+        axis=1,
+    )
     q = np.zeros_like(covs)
     idx = np.arange(8)
-    q[:, idx, idx] = std ** 2
+    q[:, idx, idx] = std**2
     return means @ _F.T, _F @ covs @ _F.T + q
 
 

@@ -53,8 +53,9 @@ def track_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="mot-dinov3",
         description="Track objects in a video, a MOTChallenge sequence or an image folder: YOLO detection, "
-                    "scheduled appearance embeddings, IoU + cosine tracking. Subcommand: 'mot-dinov3 eval'.",
-        formatter_class=_DefaultsHelpFormatter)
+        "scheduled appearance embeddings, IoU + cosine tracking. Subcommand: 'mot-dinov3 eval'.",
+        formatter_class=_DefaultsHelpFormatter,
+    )
     g = p.add_argument_group("input / output")
     g.add_argument("--source", required=True, help="video file, MOTChallenge sequence folder or image folder")
     g.add_argument("--output", default="outputs/tracked.mp4", help="annotated video (.mp4/.avi); '' for none")
@@ -64,45 +65,83 @@ def track_parser() -> argparse.ArgumentParser:
     g.add_argument("--max-frames", type=int, help="stop after this many frames")
     g.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     g = p.add_argument_group("detector")
-    g.add_argument("--det", default="yolov8n.pt", metavar="MODEL_OR_PATH",
-                   help="Ultralytics weights or exported model folder; also looked up in $MOT_DINOV3_WEIGHTS")
-    g.add_argument("--conf", type=float, default=None,
-                   help="detection confidence threshold (default: the tracker's track_low_thresh, 0.1, so the "
-                        "second, low-score association gets its boxes)")
+    g.add_argument(
+        "--det",
+        default="yolov8n.pt",
+        metavar="MODEL_OR_PATH",
+        help="Ultralytics weights or exported model folder; also looked up in $MOT_DINOV3_WEIGHTS",
+    )
+    g.add_argument(
+        "--conf",
+        type=float,
+        default=None,
+        help="detection confidence threshold (default: the tracker's track_low_thresh, 0.1, so the "
+        "second, low-score association gets its boxes)",
+    )
     g.add_argument("--imgsz", type=int, default=960, help="detector input size, pixels")
     g.add_argument("--classes", help='keep only these class ids, e.g. "0" (person) or "0,2"')
     g.add_argument("--cpu", action="store_true", help="force CPU for every model")
     g.add_argument("--device", help="torch device, e.g. cuda:0 (default: CUDA if available)")
     g = p.add_argument_group("embeddings")
     g.add_argument("--embedder", default="dino", help="backend: dino, clip, onnx, yolo, or none (motion only, no ReID)")
-    g.add_argument("--embed-model", metavar="ID_OR_PATH",
-                   help="model for the backend (dino: overrides --dinov3; clip: default openai/clip-vit-base-patch32)")
+    g.add_argument(
+        "--embed-model",
+        metavar="ID_OR_PATH",
+        help="model for the backend (dino: overrides --dinov3; clip: default openai/clip-vit-base-patch32)",
+    )
     g.add_argument("--dinov3", default=DEFAULT_DINO_MODEL, metavar="MODEL_ID", help="dino backend model id or folder")
-    g.add_argument("--fallback-open", action="store_true",
-                   help="if the DINOv3 model is gated, unsupported or unreachable, use facebook/dinov2-base")
+    g.add_argument(
+        "--fallback-open",
+        action="store_true",
+        help="if the DINOv3 model is gated, unsupported or unreachable, use facebook/dinov2-base",
+    )
     g.add_argument("--pool", choices=("cls", "mean"), default="cls", help="dino: CLS token or mean of patch tokens")
-    g.add_argument("--crop-pad", type=float,
-                   help="padding fraction around each box for crops (default: 0 for onnx ReID models, "
-                        "0.12 for dino and clip)")
-    g.add_argument("--crop-square", action=argparse.BooleanOptionalAction,
-                   help="expand crops to the model input's aspect ratio (square for ViTs) instead of stretching "
-                        "the box (default: off for onnx ReID models, on for dino and clip)")
+    g.add_argument(
+        "--crop-pad",
+        type=float,
+        help="padding fraction around each box for crops (default: 0 for onnx ReID models, 0.12 for dino and clip)",
+    )
+    g.add_argument(
+        "--crop-square",
+        action=argparse.BooleanOptionalAction,
+        help="expand crops to the model input's aspect ratio (square for ViTs) instead of stretching "
+        "the box (default: off for onnx ReID models, on for dino and clip)",
+    )
     g = p.add_argument_group("embedding scheduler")
     unset = argparse.SUPPRESS  # absent from the namespace unless given: build_run_config tells the rules apart
-    g.add_argument("--embed-lazy", action=argparse.BooleanOptionalAction, default=unset,
-                   help="lazy memory, the default with dino, clip and onnx: embed only new, contested and "
-                        "near-lost boxes, and a track's buffered clean looks when its memory is read (about a "
-                        "fifth of --embed-all's embeddings). --no-embed-lazy selects the refresh rules below")
-    g.add_argument("--embed-refresh", type=int, default=unset,
-                   help=f"refresh rules: refresh a stable track's embedding every N frames "
-                        f"(default {SchedulerConfig.refresh_every})")
-    g.add_argument("--embed-iou-gate", type=float, default=unset,
-                   help=f"refresh rules: IoU with a track >= gate: eligible for reuse "
-                        f"(default {SchedulerConfig.iou_gate})")
-    g.add_argument("--embed-budget-ms", type=float, default=unset,
-                   help="refresh rules: per-frame ms for refresh work (default 0 = unlimited)")
-    g.add_argument("--embed-overlap-thr", type=float, default=SchedulerConfig.overlap_thr,
-                   help="IoU with another detection, a second track or a lost track above this: critical")
+    g.add_argument(
+        "--embed-lazy",
+        action=argparse.BooleanOptionalAction,
+        default=unset,
+        help="lazy memory, the default with dino, clip and onnx: embed only new, contested and "
+        "near-lost boxes, and a track's buffered clean looks when its memory is read (about a "
+        "fifth of --embed-all's embeddings). --no-embed-lazy selects the refresh rules below",
+    )
+    g.add_argument(
+        "--embed-refresh",
+        type=int,
+        default=unset,
+        help=f"refresh rules: refresh a stable track's embedding every N frames "
+        f"(default {SchedulerConfig.refresh_every})",
+    )
+    g.add_argument(
+        "--embed-iou-gate",
+        type=float,
+        default=unset,
+        help=f"refresh rules: IoU with a track >= gate: eligible for reuse (default {SchedulerConfig.iou_gate})",
+    )
+    g.add_argument(
+        "--embed-budget-ms",
+        type=float,
+        default=unset,
+        help="refresh rules: per-frame ms for refresh work (default 0 = unlimited)",
+    )
+    g.add_argument(
+        "--embed-overlap-thr",
+        type=float,
+        default=SchedulerConfig.overlap_thr,
+        help="IoU with another detection, a second track or a lost track above this: critical",
+    )
     g.add_argument("--embed-all", action="store_true", help="no scheduling: embed every detection every frame")
     g = p.add_argument_group("tracker")
     g.add_argument("--tracker-config", metavar="YAML", help="tracker thresholds (keys as in configs/default.yaml)")
@@ -122,9 +161,11 @@ def build_run_config(a: argparse.Namespace) -> RunConfig:
 
     check_name(a.embedder)
     lazy = getattr(a, "embed_lazy", None)
-    refresh_flags = {"--embed-refresh": ("refresh_every", getattr(a, "embed_refresh", None)),
-                     "--embed-iou-gate": ("iou_gate", getattr(a, "embed_iou_gate", None)),
-                     "--embed-budget-ms": ("budget_ms", getattr(a, "embed_budget_ms", None))}
+    refresh_flags = {
+        "--embed-refresh": ("refresh_every", getattr(a, "embed_refresh", None)),
+        "--embed-iou-gate": ("iou_gate", getattr(a, "embed_iou_gate", None)),
+        "--embed-budget-ms": ("budget_ms", getattr(a, "embed_budget_ms", None)),
+    }
     given = {flag: kv for flag, kv in refresh_flags.items() if kv[1] is not None}
     refresh: dict[str, Any] = dict(given.values())  # SchedulerConfig fields the user set
     device = "cpu" if a.cpu else a.device
@@ -133,8 +174,10 @@ def build_run_config(a: argparse.Namespace) -> RunConfig:
     if lazy and a.embed_all:
         raise UserError("--embed-lazy with --embed-all: choose one (--embed-all computes every embedding)")
     if given and not a.embed_all and lazy:
-        raise UserError(f"{next(iter(given))} sets the refresh rules, but --embed-lazy (no refresh) asks for lazy "
-                        "memory: drop one of them")
+        raise UserError(
+            f"{next(iter(given))} sets the refresh rules, but --embed-lazy (no refresh) asks for lazy "
+            "memory: drop one of them"
+        )
     if given and not a.embed_all and lazy is None and a.embedder in CROP_BACKENDS:
         lazy = False  # the refresh flags select the refresh rules
         log.warning("note: %s selects the refresh rules (lazy memory off)", " ".join(given))
@@ -143,21 +186,36 @@ def build_run_config(a: argparse.Namespace) -> RunConfig:
         tracker.use_hungarian = False
     return RunConfig(
         source=a.source,
-        detector=DetectorConfig(model=a.det, conf=tracker.track_low_thresh if a.conf is None else a.conf,
-                                imgsz=a.imgsz, classes=parse_classes(a.classes),
-                                device=device),
-        embedder=EmbedderConfig(name=a.embedder, model=a.embed_model or (a.dinov3 if a.embedder == "dino" else None),
-                                fallback_open=a.fallback_open, pooling=a.pool, crop_pad=a.crop_pad,
-                                crop_square=a.crop_square, device=device),
+        detector=DetectorConfig(
+            model=a.det,
+            conf=tracker.track_low_thresh if a.conf is None else a.conf,
+            imgsz=a.imgsz,
+            classes=parse_classes(a.classes),
+            device=device,
+        ),
+        embedder=EmbedderConfig(
+            name=a.embedder,
+            model=a.embed_model or (a.dinov3 if a.embedder == "dino" else None),
+            fallback_open=a.fallback_open,
+            pooling=a.pool,
+            crop_pad=a.crop_pad,
+            crop_square=a.crop_square,
+            device=device,
+        ),
         scheduler=SchedulerConfig(overlap_thr=a.embed_overlap_thr, embed_all=a.embed_all, lazy=lazy, **refresh),
         tracker=tracker,
-        output=OutputConfig(video=a.output or None, mot_txt=a.save_mot, json=a.save_json, fps=a.fps,
-                            draw_lost=a.draw_lost, line_thickness=a.line_thickness, font_scale=a.font_scale,
-                            progress=not a.no_progress),
+        output=OutputConfig(
+            video=a.output or None,
+            mot_txt=a.save_mot,
+            json=a.save_json,
+            fps=a.fps,
+            draw_lost=a.draw_lost,
+            line_thickness=a.line_thickness,
+            font_scale=a.font_scale,
+            progress=not a.no_progress,
+        ),
         max_frames=a.max_frames,
     )
-
-
 
 
 def config_from_options(source: str, options: dict[str, Any]) -> RunConfig:

@@ -39,6 +39,7 @@ from mot_dinov3.viz import DrawStyle, draw_tracks
 @contextmanager
 def sigterm_as_interrupt():
     """Within the block, SIGTERM raises ``KeyboardInterrupt`` like Ctrl-C (main thread only)."""
+
     def handler(signum, frame):
         raise KeyboardInterrupt
 
@@ -73,8 +74,12 @@ def run(cfg: RunConfig, embedder: Embedder | None = None, detector: Detector | N
     return summary[0]
 
 
-def frames(cfg: RunConfig, embedder: Embedder | None = None, detector: Detector | None = None,
-           summary: list[RunSummary] | None = None) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+def frames(
+    cfg: RunConfig,
+    embedder: Embedder | None = None,
+    detector: Detector | None = None,
+    summary: list[RunSummary] | None = None,
+) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """:func:`run`, yielding ``(frame_index, image, tracks)`` after each frame is written: the 1-based
     index, the (H, W, 3) uint8 BGR image and the (M, 8) float32 tracks of
     :meth:`mot_dinov3.api.MultiObjectTracker.update`. Outputs are closed when the generator ends or is
@@ -126,13 +131,21 @@ def frames(cfg: RunConfig, embedder: Embedder | None = None, detector: Detector 
                     if video:
                         video.write(annotated)
                     if mot_txt:
-                        mot_txt.write(frame.index, np.array([t.track_id for t in shown]),
-                                      np.array([t.xyxy for t in shown]).reshape(-1, 4),
-                                      np.array([t.conf for t in shown]))
+                        mot_txt.write(
+                            frame.index,
+                            np.array([t.track_id for t in shown]),
+                            np.array([t.xyxy for t in shown]).reshape(-1, 4),
+                            np.array([t.conf for t in shown]),
+                        )
                 timer.end_frame()
                 bar.update(1)
-                yield frame.index, frame.image, np.array(
-                    [[*t.xyxy, t.track_id, t.conf, t.cls, t.det_index] for t in shown], np.float32).reshape(-1, 8)
+                yield (
+                    frame.index,
+                    frame.image,
+                    np.array([[*t.xyxy, t.track_id, t.conf, t.cls, t.det_index] for t in shown], np.float32).reshape(
+                        -1, 8
+                    ),
+                )
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -144,12 +157,25 @@ def frames(cfg: RunConfig, embedder: Embedder | None = None, detector: Detector 
 
     scheduler = mot.scheduler
     outputs = {k: v for k, v in (("video", out.video), ("mot_txt", out.mot_txt), ("json", out.json)) if v}
-    settings = {"source": cfg.source, "embedder": embedder.name if embedder else "none", "detector": asdict(cfg.detector),
-                "scheduler": {**asdict(mot.scheduler_config), "lazy": mot.lazy},  # None resolved
-                "tracker": asdict(cfg.tracker), "fps": source.fps}
+    settings = {
+        "source": cfg.source,
+        "embedder": embedder.name if embedder else "none",
+        "detector": asdict(cfg.detector),
+        "scheduler": {**asdict(mot.scheduler_config), "lazy": mot.lazy},  # None resolved
+        "tracker": asdict(cfg.tracker),
+        "fps": source.fps,
+    }
     counts = (scheduler.computed_total, scheduler.reused_total) if scheduler else (0, 0)
-    result = summarize(timer, *counts, len(ids), interrupted, outputs, settings,
-                       scheduler.reasons_total if scheduler else None, scheduler.refresh_ms if scheduler else None)
+    result = summarize(
+        timer,
+        *counts,
+        len(ids),
+        interrupted,
+        outputs,
+        settings,
+        scheduler.reasons_total if scheduler else None,
+        scheduler.refresh_ms if scheduler else None,
+    )
     if out.json:
         Path(out.json).write_text(json.dumps(result.to_dict(), indent=2))
     if summary is not None:

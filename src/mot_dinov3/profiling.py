@@ -89,8 +89,8 @@ class RunSummary:
             f"Effective FPS: {self.fps:.2f}",
             f"Latency per frame: mean {self.latency_mean_ms:.1f} ms | p50 {self.latency_p50_ms:.1f} ms"
             f" | p95 {self.latency_p95_ms:.1f} ms",
-            "Stages (mean ms, %): " + " | ".join(
-                f"{s} {self.stage_mean_ms[s]:.1f} ({self.stage_percent[s]:.0f}%)" for s in self.stage_mean_ms),
+            "Stages (mean ms, %): "
+            + " | ".join(f"{s} {self.stage_mean_ms[s]:.1f} ({self.stage_percent[s]:.0f}%)" for s in self.stage_mean_ms),
             f"Embeddings: computed {self.embeddings_computed} ({self.embeddings_per_frame:.2f}/frame), "
             f"reused {self.embeddings_reused}{self._scheduler_mode()}",
         ]
@@ -98,9 +98,17 @@ class RunSummary:
         return "\n".join(lines)
 
 
-def summarize(timer: StageTimer, computed: int, reused: int, tracks: int, interrupted: bool = False,
-              outputs: dict[str, str] | None = None, settings: dict | None = None,
-              decisions: dict[str, int] | None = None, refresh_ms=None) -> RunSummary:
+def summarize(
+    timer: StageTimer,
+    computed: int,
+    reused: int,
+    tracks: int,
+    interrupted: bool = False,
+    outputs: dict[str, str] | None = None,
+    settings: dict | None = None,
+    decisions: dict[str, int] | None = None,
+    refresh_ms=None,
+) -> RunSummary:
     """Build the :class:`RunSummary` from the timer and the embedding counters (``refresh_ms``: the
     scheduler's per-frame refresh time, ms)."""
     totals = timer.frame_totals()
@@ -114,10 +122,15 @@ def summarize(timer: StageTimer, computed: int, reused: int, tracks: int, interr
         latency_mean_ms=float(totals.mean()) if n else 0.0,
         latency_p50_ms=float(np.percentile(totals, 50)) if n else 0.0,
         latency_p95_ms=float(np.percentile(totals, 95)) if n else 0.0,
-        stage_mean_ms=means, stage_percent=pct,
-        embeddings_computed=computed, embeddings_per_frame=computed / n if n else 0.0,
-        embeddings_reused=reused, tracks=tracks, interrupted=interrupted,
+        stage_mean_ms=means,
+        stage_percent=pct,
+        embeddings_computed=computed,
+        embeddings_per_frame=computed / n if n else 0.0,
+        embeddings_reused=reused,
+        tracks=tracks,
+        interrupted=interrupted,
         embed_decisions=dict(decisions or {}),
         refresh_p95_ms=float(np.percentile(refresh_ms, 95)) if refresh_ms is not None and len(refresh_ms) else 0.0,
-        outputs=outputs or {}, settings=settings or {},
+        outputs=outputs or {},
+        settings=settings or {},
     )

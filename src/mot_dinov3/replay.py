@@ -36,19 +36,29 @@ def cache_path(cache_dir: Path, seq: Path, det: DetectorConfig, tag: str = "") -
     sequence (same name)."""
     classes = "all" if det.classes is None else "-".join(map(str, det.classes))
     tag = f"_{tag}" if tag else ""
-    return Path(cache_dir) / f"{Path(det.model).stem}_{det.imgsz}_conf{det.conf:g}_cls{classes}{tag}" / f"{seq.name}.npz"
+    return (
+        Path(cache_dir) / f"{Path(det.model).stem}_{det.imgsz}_conf{det.conf:g}_cls{classes}{tag}" / f"{seq.name}.npz"
+    )
 
 
-def load_or_detect(cache_dir: Path, seq: Path, det: DetectorConfig, detector: Detector | None = None,
-                   tag: str = "") -> SequenceDetections:
+def load_or_detect(
+    cache_dir: Path, seq: Path, det: DetectorConfig, detector: Detector | None = None, tag: str = ""
+) -> SequenceDetections:
     """Detections of every frame of ``seq``, from the cache under ``cache_dir`` or computed (and cached)
     now with ``detector`` (default: built from ``det``, capturing neck features)."""
     path = cache_path(cache_dir, seq, det, tag)
     if path.is_file():
         z = np.load(path)
         split = np.cumsum(z["counts"])[:-1]
-        cached = [Detections(x, c, k, f) for x, c, k, f in zip(np.split(z["xyxy"], split), np.split(z["conf"], split),
-                                                            np.split(z["cls"], split), np.split(z["feats"], split))]
+        cached = [
+            Detections(x, c, k, f)
+            for x, c, k, f in zip(
+                np.split(z["xyxy"], split),
+                np.split(z["conf"], split),
+                np.split(z["cls"], split),
+                np.split(z["feats"], split),
+            )
+        ]
         return SequenceDetections(cached, z["detect_ms"], z["read_ms"])
     detector = detector or Detector(replace(det, capture_features=True))
     frames: list[Detections] = []
@@ -73,11 +83,15 @@ def load_or_detect(cache_dir: Path, seq: Path, det: DetectorConfig, detector: De
     path.parent.mkdir(parents=True, exist_ok=True)
     dim = max((f.shape[1] for f in feats if len(f)), default=64)
     np.savez_compressed(
-        path, counts=np.array([len(d) for d in frames]),
+        path,
+        counts=np.array([len(d) for d in frames]),
         xyxy=np.concatenate([d.xyxy for d in frames]).reshape(-1, 4),
-        conf=np.concatenate([d.conf for d in frames]), cls=np.concatenate([d.cls for d in frames]),
+        conf=np.concatenate([d.conf for d in frames]),
+        cls=np.concatenate([d.cls for d in frames]),
         feats=np.concatenate([f.reshape(-1, dim) for f in feats]).astype(np.float32),
-        detect_ms=np.array(detect_ms), read_ms=np.array(read_ms))
+        detect_ms=np.array(detect_ms),
+        read_ms=np.array(read_ms),
+    )
     return SequenceDetections(frames, np.array(detect_ms), np.array(read_ms))
 
 

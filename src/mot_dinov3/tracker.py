@@ -90,8 +90,20 @@ class Tracker:
                 t.mean, t.cov, t.embedded_now, t.det_xyxy = m, c, False, None
                 if warp is not None:
                     t.last_obs = last[i]
-        return [TrackView(t.track_id, t.xyxy, t.embedding, t.last_embed_frame, t.state == TrackState.LOST,
-                          t.last_seen, t.samples, t.start_frame, t.last_obs.copy()) for t in self.tracks]
+        return [
+            TrackView(
+                t.track_id,
+                t.xyxy,
+                t.embedding,
+                t.last_embed_frame,
+                t.state == TrackState.LOST,
+                t.last_seen,
+                t.samples,
+                t.start_frame,
+                t.last_obs.copy(),
+            )
+            for t in self.tracks
+        ]
 
     def _in_reach(self, tracks: list[Track], xyxy: np.ndarray, image_w: int) -> np.ndarray:
         """(T, N) bool: box centres at most ``reid_max_dist`` image widths from each track's last observation."""
@@ -121,9 +133,17 @@ class Tracker:
             t.last_embed_frame = fr
         t.reused_obs = 0
 
-    def update(self, xyxy: np.ndarray, conf: np.ndarray, cls: np.ndarray, image_wh: tuple[int, int],
-               embeddings: np.ndarray | None = None, known: np.ndarray | None = None,
-               fresh: np.ndarray | None = None, include_lost: bool = False) -> list[TrackOutput]:
+    def update(
+        self,
+        xyxy: np.ndarray,
+        conf: np.ndarray,
+        cls: np.ndarray,
+        image_wh: tuple[int, int],
+        embeddings: np.ndarray | None = None,
+        known: np.ndarray | None = None,
+        fresh: np.ndarray | None = None,
+        include_lost: bool = False,
+    ) -> list[TrackOutput]:
         """Associate this frame's detections (call :meth:`predict` first).
 
         Args:
@@ -204,8 +224,9 @@ class Tracker:
         app = None
         if f.embeddings is not None:
             app = self._appearance(tracks, f.embeddings[dets], f.known[dets])
-        cost = matching.fuse_iou_appearance(iou, app, f.conf[dets],
-                                            self.cfg.proximity_thresh, self.cfg.appearance_thresh)
+        cost = matching.fuse_iou_appearance(
+            iou, app, f.conf[dets], self.cfg.proximity_thresh, self.cfg.appearance_thresh
+        )
         if app is not None:
             cost = np.where(self._appearance_veto(tracks, app), 1e3, cost)
         return matching.linear_assignment(cost, thresh, self.cfg.use_hungarian)
@@ -239,12 +260,13 @@ class Tracker:
         accept = cost <= cfg.reid_thresh
         if cfg.reid_motion_thresh > cfg.reid_thresh:  # DeepSORT: appearance inside the Kalman gate
             centres = (f.xyxy[dets, :2] + f.xyxy[dets, 2:]) / 2
-            gate = motion.gating_distance(np.stack([t.mean for t in have]), np.stack([t.cov for t in have]),
-                                          centres) <= CHI2_99_2DOF
+            gate = (
+                motion.gating_distance(np.stack([t.mean for t in have]), np.stack([t.cov for t in have]), centres)
+                <= CHI2_99_2DOF
+            )
             accept |= (cost <= cfg.reid_motion_thresh) & gate
         cost = np.where(accept, cost, 2.0)
-        pairs, _, um = matching.linear_assignment(cost, max(cfg.reid_thresh, cfg.reid_motion_thresh),
-                                                  cfg.use_hungarian)
+        pairs, _, um = matching.linear_assignment(cost, max(cfg.reid_thresh, cfg.reid_motion_thresh), cfg.use_hungarian)
         for r, c in pairs:
             self._match(have[r], dets[c], f)
         return dets[um]
@@ -278,7 +300,7 @@ class Tracker:
         if t.embedding is None:
             t.embedding = e.copy()
         else:
-            a = self.cfg.alpha ** steps
+            a = self.cfg.alpha**steps
             ema = a * t.embedding + (1.0 - a) * e
             t.embedding = (ema / max(float(np.linalg.norm(ema)), 1e-12)).astype(np.float32)
         t.samples += 1
@@ -296,8 +318,20 @@ class Tracker:
         mean, cov = motion.initiate(motion.xyxy_to_xywh(f.xyxy[d]))
         state = TrackState.CONFIRMED if self.frame == 1 or self.cfg.min_hits <= 1 else TrackState.TENTATIVE
         box = f.xyxy[d].copy()
-        t = Track(self._next_id, mean, cov, float(f.conf[d]), int(f.cls[d]), state, 1, self.frame, box,
-                  det_xyxy=box, det_index=int(d), start_frame=self.frame)
+        t = Track(
+            self._next_id,
+            mean,
+            cov,
+            float(f.conf[d]),
+            int(f.cls[d]),
+            state,
+            1,
+            self.frame,
+            box,
+            det_xyxy=box,
+            det_index=int(d),
+            start_frame=self.frame,
+        )
         self._next_id += 1
         if f.embeddings is not None and f.clean[d]:
             self._update_embedding(t, f.embeddings[d])

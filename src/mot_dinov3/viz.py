@@ -62,6 +62,7 @@ def draw_tracks(image: np.ndarray, tracks: Sequence, style: DrawStyle | None = N
         (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, max(1, thick - 1))
         ty = max(th + base, y1)
         cv2.rectangle(out, (x1, ty - th - base), (x1 + tw + 2, ty), color, -1)
-        cv2.putText(out, text, (x1 + 1, ty - base), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0),
-                    max(1, thick - 1), cv2.LINE_AA)
+        cv2.putText(
+            out, text, (x1 + 1, ty - base), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), max(1, thick - 1), cv2.LINE_AA
+        )
     return out

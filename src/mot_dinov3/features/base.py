@@ -82,9 +82,8 @@ def crop_policy(pad: float | None, square: bool | None, default: tuple[float, bo
 
     Person ReID models (OSNet and the other torchreid / BoxMOT exports) are trained on detection boxes
     stretched to their 256x128 input, so ``onnx`` defaults to ``(0.0, False)``: on ground-truth boxes,
-    OSNet x0.25 then tells the same person from other people better than in a padded 1:2 window (ROC AUC
-    0.9989 against 0.9883 on MOT17-09, 0.893 against 0.841 on TUD-Stadtmitte, 0.899 against 0.800 on
-    TUD-Campus; ``benchmarks/crops.py``). ViT backbones (``dino``, ``clip``) see a padded square window:
+    OSNet x0.25 then tells the same person from other people better than in a padded 1:2 window
+    (``benchmarks/crops.py``). ViT backbones (``dino``, ``clip``) see a padded square window:
     ``(0.12, True)``.
     """
     return (default[0] if pad is None else float(pad)), (default[1] if square is None else bool(square))
@@ -123,8 +122,9 @@ def expand_boxes(xyxy: np.ndarray, pad: float, aspect_wh: float | None, image_wh
     return np.stack([x1, y1, x2, y2], axis=1).astype(np.int32)
 
 
-def cut_windows(image: np.ndarray, xyxy: np.ndarray, size_hw: tuple[int, int], pad: float,
-                keep_aspect: bool) -> list[np.ndarray]:
+def cut_windows(
+    image: np.ndarray, xyxy: np.ndarray, size_hw: tuple[int, int], pad: float, keep_aspect: bool
+) -> list[np.ndarray]:
     """Cut the crop windows of :func:`expand_boxes` out of a frame and resize them to the model input.
 
     The resize is the bilinear one :func:`to_blob` would do, so ``to_blob`` of these crops equals

@@ -33,7 +33,7 @@ def pool_tokens(last_hidden_state, num_register_tokens: int, pooling: str):
     if pooling == "cls":
         return last_hidden_state[:, 0]
     if pooling == "mean":
-        return last_hidden_state[:, 1 + num_register_tokens:].mean(dim=1)
+        return last_hidden_state[:, 1 + num_register_tokens :].mean(dim=1)
     raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
 
 
@@ -84,8 +84,11 @@ def load_dino(cfg: EmbedderConfig, token: str | None = None, loader=from_pretrai
         model, pre = loader(model_id, token)
     except Exception as exc:
         kind = hub.classify_load_error(exc)
-        if not (cfg.fallback_open and kind in (hub.GATED, hub.UNSUPPORTED, hub.UNREACHABLE)
-                and model_id != OPEN_FALLBACK_MODEL):
+        if not (
+            cfg.fallback_open
+            and kind in (hub.GATED, hub.UNSUPPORTED, hub.UNREACHABLE)
+            and model_id != OPEN_FALLBACK_MODEL
+        ):
             raise load_error(model_id, kind, exc) from exc
     else:
         return DinoEmbedder(model, pre, cfg)

@@ -33,8 +33,7 @@ def _yolo(cfg: EmbedderConfig) -> Embedder:
     return YoloFeatureEmbedder(cfg)
 
 
-BACKENDS: dict[str, Callable[[EmbedderConfig], Embedder]] = {"dino": _dino, "clip": _clip, "onnx": _onnx,
-                                                              "yolo": _yolo}
+BACKENDS: dict[str, Callable[[EmbedderConfig], Embedder]] = {"dino": _dino, "clip": _clip, "onnx": _onnx, "yolo": _yolo}
 # backends whose embedders are CropEmbedders (embed buffered crops later): lazy memory is their default
 CROP_BACKENDS = frozenset({"dino", "clip", "onnx"})
 # backends that read the detector's own neck features: the detector must capture them

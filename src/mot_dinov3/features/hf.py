@@ -139,9 +139,15 @@ def from_pretrained(model_id: str, token: str | None, model_class: str = "AutoMo
 
 def load_error(model_id: str, kind: str | None, exc: Exception) -> UserError:
     """The user message for a failed load, by :func:`hub.classify_load_error` kind."""
-    messages = {hub.GATED: hub.gated_message, hub.UNSUPPORTED: hub.unsupported_message,
-                hub.UNREACHABLE: hub.unreachable_message, hub.NOT_FOUND: hub.not_found_message}
+    messages = {
+        hub.GATED: hub.gated_message,
+        hub.UNSUPPORTED: hub.unsupported_message,
+        hub.UNREACHABLE: hub.unreachable_message,
+        hub.NOT_FOUND: hub.not_found_message,
+    }
     if kind in messages:
         return UserError(messages[kind](model_id))
-    return UserError(f"Model '{model_id}' could not be loaded ({exc.__class__.__name__}: "
-                     f"{str(exc).splitlines()[0][:160] if str(exc) else ''}); check --embed-model")
+    return UserError(
+        f"Model '{model_id}' could not be loaded ({exc.__class__.__name__}: "
+        f"{str(exc).splitlines()[0][:160] if str(exc) else ''}); check --embed-model"
+    )

@@ -70,8 +70,20 @@ def classify_load_error(exc: BaseException) -> str | None:
         return GATED
     if "does not recognize this architecture" in text or ("KeyError" in names and "dinov3" in text):
         return UNSUPPORTED
-    if names & {"LocalEntryNotFoundError", "OfflineModeIsEnabled", "ConnectionError", "ConnectError",
-                "ConnectTimeout", "ReadTimeout", "Timeout", "MaxRetryError"} or "couldn't connect" in text:
+    if (
+        names
+        & {
+            "LocalEntryNotFoundError",
+            "OfflineModeIsEnabled",
+            "ConnectionError",
+            "ConnectError",
+            "ConnectTimeout",
+            "ReadTimeout",
+            "Timeout",
+            "MaxRetryError",
+        }
+        or "couldn't connect" in text
+    ):
         return UNREACHABLE
     if "RepositoryNotFoundError" in names or "not a valid model identifier" in text:
         return NOT_FOUND
@@ -94,17 +106,23 @@ def gated_message(model_id: str) -> str:
 def unsupported_message(model_id: str) -> str:
     import transformers
 
-    return (f"Model '{model_id}': transformers {transformers.__version__} does not recognize this architecture "
-            "(DINOv3 needs transformers >= 4.56); run `pip install -U transformers` (or `bash setup.sh cpu "
-            "--dinov3-edge`), or add --fallback-open / --dinov3 facebook/dinov2-base")
+    return (
+        f"Model '{model_id}': transformers {transformers.__version__} does not recognize this architecture "
+        "(DINOv3 needs transformers >= 4.56); run `pip install -U transformers` (or `bash setup.sh cpu "
+        "--dinov3-edge`), or add --fallback-open / --dinov3 facebook/dinov2-base"
+    )
 
 
 def unreachable_message(model_id: str) -> str:
-    return (f"Model '{model_id}' is not cached and the Hugging Face Hub is unreachable (offline?); pass a local "
-            "model folder with --embed-model PATH (config.json + weights), download it once while online, "
-            "or use --embedder yolo (detector features, no download) or --embedder onnx --embed-model model.onnx")
+    return (
+        f"Model '{model_id}' is not cached and the Hugging Face Hub is unreachable (offline?); pass a local "
+        "model folder with --embed-model PATH (config.json + weights), download it once while online, "
+        "or use --embedder yolo (detector features, no download) or --embedder onnx --embed-model model.onnx"
+    )
 
 
 def not_found_message(model_id: str) -> str:
-    return (f"Model '{model_id}' is neither a local folder nor a model id on the Hugging Face Hub; "
-            "check the name or pass --embed-model PATH to a local model folder")
+    return (
+        f"Model '{model_id}' is neither a local folder nor a model id on the Hugging Face Hub; "
+        "check the name or pass --embed-model PATH to a local model folder"
+    )

@@ -46,19 +46,28 @@ class OnnxEmbedder:
         try:
             self.session = ort.InferenceSession(str(path), providers=providers)
         except Exception as exc:  # onnxruntime raises its own Fail / InvalidGraph types
-            raise UserError(f"--embed-model {path}: onnxruntime cannot load it ({str(exc).splitlines()[0][:120]}); "
-                            "pass a valid ONNX ReID model") from exc
+            raise UserError(
+                f"--embed-model {path}: onnxruntime cannot load it ({str(exc).splitlines()[0][:120]}); "
+                "pass a valid ONNX ReID model"
+            ) from exc
         inp = self.session.get_inputs()[0]
         shape = inp.shape
         if len(shape) != 4 or not all(isinstance(s, int) for s in shape[2:]) or shape[1] not in (3, "3"):
-            raise UserError(f"--embed-model {path}: expected input [B,3,H,W] with fixed H, W, got {shape}; "
-                            "export the model with a static image size")
+            raise UserError(
+                f"--embed-model {path}: expected input [B,3,H,W] with fixed H, W, got {shape}; "
+                "export the model with a static image size"
+            )
         self.input_name = inp.name
         self.size_hw = (int(shape[2]), int(shape[3]))
         self.max_batch = shape[0] if isinstance(shape[0], int) else cfg.batch_size
         out_shape = self.session.get_outputs()[0].shape
-        self.dim = int(out_shape[-1]) if isinstance(out_shape[-1], int) else int(
-            self.session.run(None, {self.input_name: np.zeros((1, 3, *self.size_hw), np.float32)})[0].shape[-1])
+        self.dim = (
+            int(out_shape[-1])
+            if isinstance(out_shape[-1], int)
+            else int(
+                self.session.run(None, {self.input_name: np.zeros((1, 3, *self.size_hw), np.float32)})[0].shape[-1]
+            )
+        )
         self.cfg = cfg
         self.crop_pad, self.crop_square = crop_policy(cfg.crop_pad, cfg.crop_square, self.default_crop)
 

@@ -20,6 +20,21 @@ from mot_dinov3.scheduler.lazy import LookBuffer, contest_groups, near_lost_verd
 from mot_dinov3.scheduler.plan import CRITICAL, REFRESH, REUSE, SKIP, EmbedPlan, TrackLike, finish_plan, plan_actions
 from mot_dinov3.scheduler.runner import REFRESH_CHUNK, Embeddings, EmbeddingScheduler
 
-__all__ = ["CRITICAL", "REFRESH", "REUSE", "SKIP", "REFRESH_CHUNK", "EmbedPlan", "Embeddings", "EmbeddingScheduler",
-           "LookBuffer", "TrackLike", "contest_groups", "finish_plan", "near_lost_verdicts", "pick_looks",
-           "plan_actions", "plan_lazy"]
+__all__ = [
+    "CRITICAL",
+    "REFRESH",
+    "REUSE",
+    "SKIP",
+    "REFRESH_CHUNK",
+    "EmbedPlan",
+    "Embeddings",
+    "EmbeddingScheduler",
+    "LookBuffer",
+    "TrackLike",
+    "contest_groups",
+    "finish_plan",
+    "near_lost_verdicts",
+    "pick_looks",
+    "plan_actions",
+    "plan_lazy",
+]

@@ -6,8 +6,7 @@ near-lost boxes and young memories are computed, there is no periodic refresh, a
 contested or next to a near-lost box, or it is lost and a computed box may be it. :class:`LookBuffer`
 keeps those looks: the crops of clean detections served from cache, the last ``lazy_window`` frames per
 track; :func:`pick_looks` chooses which of them to embed (at most ``lazy_samples``, ``lazy_spacing``
-frames apart, newest first). About a fifth of ``--embed-all``'s embeddings on DEV; see the README's
-Benchmarks.
+frames apart, newest first). Measurements: ``docs/benchmarks.md``.
 """
 
 from __future__ import annotations
@@ -47,10 +46,15 @@ def contest_groups(pair_iou: np.ndarray, thr: float) -> tuple[np.ndarray, np.nda
     return rival[labels[:n]], rival[labels[n:]]
 
 
-def plan_lazy(det_xyxy: np.ndarray, tracks: Sequence[TrackLike], frame: int, cfg: SchedulerConfig,
-              candidates: np.ndarray | None = None,
-              cleared: Mapping[tuple[int, int], int] | None = None,
-              reach: np.ndarray | None = None) -> EmbedPlan:
+def plan_lazy(
+    det_xyxy: np.ndarray,
+    tracks: Sequence[TrackLike],
+    frame: int,
+    cfg: SchedulerConfig,
+    candidates: np.ndarray | None = None,
+    cleared: Mapping[tuple[int, int], int] | None = None,
+    reach: np.ndarray | None = None,
+) -> EmbedPlan:
     """Lazy-memory rules (``--embed-lazy``, pure): compute only what the association reads this frame.
 
     Per detection, in order: ``bootstrap`` (no active tracks); ``weak_iou`` (no active track's predicted
@@ -104,8 +108,12 @@ def plan_lazy(det_xyxy: np.ndarray, tracks: Sequence[TrackLike], frame: int, cfg
             lost_near = [lost[j].track_id for j in np.flatnonzero(on_lost[i] & (recent | new))]
             if contested[i]:
                 reasons[i] = "contested"
-            elif lost_near and (new or not all(frame - cleared.get((t.track_id, lid), -np.inf)
-                                               < cfg.near_lost_clear_frames for lid in lost_near)):
+            elif lost_near and (
+                new
+                or not all(
+                    frame - cleared.get((t.track_id, lid), -np.inf) < cfg.near_lost_clear_frames for lid in lost_near
+                )
+            ):
                 reasons[i] = "near_lost"
                 near_lost[i] = lost_near
                 flush.append(t.track_id)
@@ -126,8 +134,9 @@ def plan_lazy(det_xyxy: np.ndarray, tracks: Sequence[TrackLike], frame: int, cfg
     return plan
 
 
-def near_lost_verdicts(plan: EmbedPlan, vectors: np.ndarray | None, computed: np.ndarray,
-                       lost_memory: Mapping[int, np.ndarray], far: float) -> dict[tuple[int, int], bool]:
+def near_lost_verdicts(
+    plan: EmbedPlan, vectors: np.ndarray | None, computed: np.ndarray, lost_memory: Mapping[int, np.ndarray], far: float
+) -> dict[tuple[int, int], bool]:
     """Whether each near_lost detection embedded this frame looked far from its lost tracks.
 
     Args:
@@ -188,8 +197,14 @@ class LookBuffer:
         """Forget the looks of tracks not in ``track_ids`` (removed by the tracker)."""
         self.looks = {tid: q for tid, q in self.looks.items() if tid in track_ids}
 
-    def add(self, plan: EmbedPlan, image: np.ndarray, det_xyxy: np.ndarray, computed: np.ndarray,
-            crop: Callable[[np.ndarray, np.ndarray], list[np.ndarray]]) -> None:
+    def add(
+        self,
+        plan: EmbedPlan,
+        image: np.ndarray,
+        det_xyxy: np.ndarray,
+        computed: np.ndarray,
+        crop: Callable[[np.ndarray, np.ndarray], list[np.ndarray]],
+    ) -> None:
         """Keep the crop of each clean detection served from cache (``REUSE``) as its track's newest look;
         drop the looks of tracks whose clean detection was embedded now.
 

@@ -84,8 +84,13 @@ class EmbedPlan:
     near_lost: dict[int, list[int]] = field(default_factory=dict)
 
 
-def plan_actions(det_xyxy: np.ndarray, tracks: Sequence[TrackLike], frame: int, cfg: SchedulerConfig,
-                 candidates: np.ndarray | None = None) -> EmbedPlan:
+def plan_actions(
+    det_xyxy: np.ndarray,
+    tracks: Sequence[TrackLike],
+    frame: int,
+    cfg: SchedulerConfig,
+    candidates: np.ndarray | None = None,
+) -> EmbedPlan:
     """Decide critical / refresh / reuse for each detection (pure; see the module docstring).
 
     Args:
@@ -118,7 +123,9 @@ def plan_actions(det_xyxy: np.ndarray, tracks: Sequence[TrackLike], frame: int, 
         crowded = (dd > cfg.overlap_thr).any(axis=1) | (second > cfg.overlap_thr)
         near_lost: np.ndarray = np.zeros(n, bool)
         if lost:
-            near_lost = np.asarray((iou_matrix(det_xyxy, np.array([t.xyxy for t in lost])) > cfg.overlap_thr).any(axis=1))
+            near_lost = np.asarray(
+                (iou_matrix(det_xyxy, np.array([t.xyxy for t in lost])) > cfg.overlap_thr).any(axis=1)
+            )
         claims = np.bincount(best[best_iou >= cfg.iou_gate], minlength=len(tracks))
         for i in range(n):
             t = tracks[best[i]]
@@ -139,8 +146,15 @@ def plan_actions(det_xyxy: np.ndarray, tracks: Sequence[TrackLike], frame: int, 
     return finish_plan(frame, action, reasons, track_ids, tracks, candidates)
 
 
-def finish_plan(frame: int, action: np.ndarray, reasons: list[str], track_ids: np.ndarray,
-                active: Sequence[TrackLike], candidates: np.ndarray, flush: Sequence[int] = ()) -> EmbedPlan:
+def finish_plan(
+    frame: int,
+    action: np.ndarray,
+    reasons: list[str],
+    track_ids: np.ndarray,
+    active: Sequence[TrackLike],
+    candidates: np.ndarray,
+    flush: Sequence[int] = (),
+) -> EmbedPlan:
     """What both rule sets end with: non-candidates become ``SKIP``, refreshes are ordered oldest
     embedding first, and the cached embeddings of the tracks that may be reused are collected."""
     action[~candidates] = SKIP
@@ -149,6 +163,9 @@ def finish_plan(frame: int, action: np.ndarray, reasons: list[str], track_ids: n
     by_id = {t.track_id: t for t in active}
     last = np.array([by_id[tid].last_embed_frame if tid in by_id else 0 for tid in track_ids], np.int64)
     refresh = sorted(np.flatnonzero(action == REFRESH).tolist(), key=lambda i: (last[i], track_ids[i]))
-    cached: dict[int, np.ndarray] = {int(tid): e for tid in set(track_ids[action != CRITICAL].tolist())
-                                     if tid in by_id and (e := by_id[tid].embedding) is not None}
+    cached: dict[int, np.ndarray] = {
+        int(tid): e
+        for tid in set(track_ids[action != CRITICAL].tolist())
+        if tid in by_id and (e := by_id[tid].embedding) is not None
+    }
     return EmbedPlan(frame, action, track_ids, last, refresh, cached, reasons, list(dict.fromkeys(flush)))

@@ -83,8 +83,10 @@ class EmbeddingScheduler:
         self.clock = clock
         can_buffer = isinstance(embedder, CropEmbedder)
         if cfg.lazy and not cfg.embed_all and not can_buffer:
-            raise UserError(f"--embed-lazy: the {embedder.name} backend cannot embed buffered crops; "
-                            "use --embedder dino, clip or onnx, or drop --embed-lazy")
+            raise UserError(
+                f"--embed-lazy: the {embedder.name} backend cannot embed buffered crops; "
+                "use --embedder dino, clip or onnx, or drop --embed-lazy"
+            )
         self.lazy = (can_buffer if cfg.lazy is None else cfg.lazy) and not cfg.embed_all
         self.ms_per_crop: float | None = None
         self.backlog: dict[int, int] = {}
@@ -96,8 +98,14 @@ class EmbeddingScheduler:
         self.reasons_total: dict[str, int] = {}
         self.refresh_ms = array("d")
 
-    def plan(self, frame: int, det_xyxy: np.ndarray, tracks: Sequence[TrackLike],
-             candidates: np.ndarray | None = None, reach: np.ndarray | None = None) -> EmbedPlan:
+    def plan(
+        self,
+        frame: int,
+        det_xyxy: np.ndarray,
+        tracks: Sequence[TrackLike],
+        candidates: np.ndarray | None = None,
+        reach: np.ndarray | None = None,
+    ) -> EmbedPlan:
         """Plan this frame (:func:`plan_actions`, or :func:`plan_lazy` with ``cfg.lazy``, which also reads
         ``reach``); drop backlog entries of inactive tracks, and buffered looks and cleared near_lost pairs
         of tracks gone."""
@@ -115,8 +123,9 @@ class EmbeddingScheduler:
             self.reasons_total[r] = self.reasons_total.get(r, 0) + 1
         return plan
 
-    def run(self, plan: EmbedPlan, image: np.ndarray, det_xyxy: np.ndarray,
-            det_feats: np.ndarray | None = None) -> Embeddings:
+    def run(
+        self, plan: EmbedPlan, image: np.ndarray, det_xyxy: np.ndarray, det_feats: np.ndarray | None = None
+    ) -> Embeddings:
         """Carry out ``plan`` on one frame.
 
         Args:
@@ -211,6 +220,6 @@ class EmbeddingScheduler:
         self.reasons_total["memory"] = self.reasons_total.get("memory", 0) + len(crops)
         memory, start = {}, 0
         for tid, looks in taken:
-            memory[tid] = (np.array([f for f, _ in looks], np.int64), vectors[start:start + len(looks)])
+            memory[tid] = (np.array([f for f, _ in looks], np.int64), vectors[start : start + len(looks)])
             start += len(looks)
         return memory
