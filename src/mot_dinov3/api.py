@@ -137,21 +137,7 @@ class MultiObjectTracker:
     @property
     def tracks(self) -> list[TrackView]:
         """Read-only views of every track (tentative, confirmed, lost) after the last update."""
-        t = self._tracker
-        return [
-            TrackView(
-                x.track_id,
-                x.xyxy,
-                x.embedding,
-                x.last_embed_frame,
-                x.state == TrackState.LOST,
-                x.last_seen,
-                x.samples,
-                x.start_frame,
-                x.last_obs.copy(),
-            )
-            for x in t.tracks
-        ]
+        return self._tracker.views()
 
     def update(self, dets: np.ndarray, frame: np.ndarray, feats: np.ndarray | None = None) -> np.ndarray:
         """Track one frame's detections.

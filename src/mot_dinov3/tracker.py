@@ -90,6 +90,10 @@ class Tracker:
                 t.mean, t.cov, t.embedded_now, t.det_xyxy = m, c, False, None
                 if warp is not None:
                     t.last_obs = last[i]
+        return self.views()
+
+    def views(self) -> list[TrackView]:
+        """Read-only views of every track (tentative, confirmed, lost), as they stand now."""
         return [
             TrackView(
                 t.track_id,
