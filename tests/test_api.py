@@ -131,3 +131,17 @@ def test_iter_track_yields_every_frame_with_its_tracks(tmp_path, yolov8n, tud_ca
     assert seen == [1, 2, 3, 4, 5]
     cap = cv2.VideoCapture(str(tmp_path / "v.mp4"))
     assert cap.isOpened() and int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 5
+
+
+@pytest.mark.slow
+def test_track_takes_any_iterable_of_images(tmp_path, yolov8n, tud_campus):
+    """A generator of images tracks as the sequence folder does (same frames, same fps)."""
+    files = sorted((tud_campus / "img1").glob("*.jpg"))[:8]
+    opts = dict(det=str(yolov8n), classes="0", embedder="none", output=None, no_progress=True)
+    folder = mot_dinov3.track(tud_campus, save_mot=str(tmp_path / "folder.txt"), max_frames=8, **opts)
+    images = (cv2.imread(str(f)) for f in files)
+    frames = mot_dinov3.track(images, save_mot=str(tmp_path / "frames.txt"), fps=25, **opts)
+    assert frames.frames == folder.frames == 8 and frames.settings["source"] == "<frames>"
+    assert (tmp_path / "frames.txt").read_bytes() == (tmp_path / "folder.txt").read_bytes()
+    with pytest.raises(ValueError, match="source frame 1: expected an"):
+        mot_dinov3.track([np.zeros((4, 4))], **opts)

@@ -11,7 +11,7 @@ looks it embedded into the tracks' memories (:meth:`Tracker.update_appearance`) 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -256,11 +256,12 @@ class MultiObjectTracker:
         return self._scheduler
 
 
-def track(source: str | Path, **options: Any) -> RunSummary:
+def track(source: str | Path | Iterable[np.ndarray], **options: Any) -> RunSummary:
     """The CLI's main job from Python: detect, track and write the outputs asked for.
 
     Args:
-        source: a video file, a MOTChallenge sequence folder or a folder of images.
+        source: a video file, a MOTChallenge sequence folder, a folder of images, or any iterable of
+            (H, W, 3) uint8 BGR images (their frame rate: ``fps``, default 30).
         **options: the CLI's flags as keywords, dashes as underscores, with the same defaults
             (``det="yolov8n.pt"``, ``embedder="dino"``, ``embed_model``, ``classes="0"``,
             ``save_mot=PATH``, ``output=PATH`` or ``None`` for no video, ``embed_all=True`` ...).
@@ -276,7 +277,9 @@ def track(source: str | Path, **options: Any) -> RunSummary:
     return pipeline.run(run_config(source, options))
 
 
-def iter_track(source: str | Path, **options: Any) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+def iter_track(
+    source: str | Path | Iterable[np.ndarray], **options: Any
+) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """Like :func:`track`, yielding per frame ``(frame_index, image, tracks)``: the 1-based index, the BGR
     image and the (M, 8) tracks of :meth:`MultiObjectTracker.update`; outputs asked for are written too."""
     from mot_dinov3 import pipeline
@@ -284,8 +287,11 @@ def iter_track(source: str | Path, **options: Any) -> Iterator[tuple[int, np.nda
     yield from pipeline.frames(run_config(source, options))
 
 
-def run_config(source: str | Path, options: dict[str, Any]):
-    """The :class:`~mot_dinov3.config.RunConfig` that the CLI builds from the same flags."""
+def run_config(source: str | Path | Iterable[np.ndarray], options: dict[str, Any]):
+    """The :class:`~mot_dinov3.config.RunConfig` that the CLI builds from the same flags; ``source`` may also
+    be any iterable of (H, W, 3) uint8 BGR images (at ``fps``, default 30)."""
     from mot_dinov3.options import config_from_options
 
-    return config_from_options(str(source), options)
+    if isinstance(source, (str, Path)):
+        return config_from_options(str(source), options)
+    return replace(config_from_options("<frames>", options), source=source)

@@ -8,8 +8,10 @@ Tracker thresholds can also come from a YAML file whose keys reuse the BoT-SORT 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -255,7 +257,7 @@ class OutputConfig:
 class RunConfig:
     """Everything one tracking run needs."""
 
-    source: str
+    source: str | Iterable[Any]  # a path (video, sequence folder, image folder) or any iterable of BGR images
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     embedder: EmbedderConfig = field(default_factory=EmbedderConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -132,6 +133,44 @@ class FrameSource:
         if self._cap is not None:
             self._cap.release()
             self._cap = None
+
+
+class ImageFrames:
+    """Frames from any iterable of images (a generator, a list, a camera loop), with the interface of
+    :class:`FrameSource`.
+
+    Args:
+        images: (H, W, 3) uint8 BGR arrays, all of one size; the first is read at construction.
+        fps: their frame rate.
+        name: the name results are written under.
+
+    Raises:
+        UserError: the iterable is empty or yields something that is not an (H, W, 3) uint8 image.
+    """
+
+    def __init__(self, images: Iterable[Any], fps: float = DEFAULT_FOLDER_FPS, name: str = "frames"):
+        self.fps, self.name = float(fps), name
+        self.length: int | None = len(images) if hasattr(images, "__len__") else None  # type: ignore[arg-type]
+        self._it = iter(images)
+        self._first = self._check(next(self._it, None), 1)
+        self.height, self.width = self._first.shape[:2]
+
+    @staticmethod
+    def _check(image: object, index: int) -> np.ndarray:
+        if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise UserError(
+                f"source frame {index}: expected an (H, W, 3) uint8 BGR image, got "
+                f"{getattr(image, 'shape', type(image).__name__)}; pass BGR images (cv2.imread)"
+            )
+        return image
+
+    def __iter__(self) -> Iterator[Frame]:
+        yield Frame(1, self._first, 0.0)
+        for i, image in enumerate(self._it, start=2):
+            yield Frame(i, self._check(image, i), (i - 1) / self.fps)
+
+    def close(self) -> None:
+        """Nothing to release: the caller owns the iterable."""
 
 
 def prefetch(frames: Iterable[Frame], depth: int = 4) -> Generator[Frame, None, None]:

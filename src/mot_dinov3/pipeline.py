@@ -30,7 +30,7 @@ from mot_dinov3.detector import Detector
 from mot_dinov3.features.base import Embedder
 from mot_dinov3.features.factory import FEATURE_BACKENDS, create_embedder
 from mot_dinov3.gmc import check_method
-from mot_dinov3.io import FrameSource, MotWriter, VideoWriter, ensure_writable, prefetch
+from mot_dinov3.io import FrameSource, ImageFrames, MotWriter, VideoWriter, ensure_writable, prefetch
 from mot_dinov3.profiling import RunSummary, StageTimer, summarize
 from mot_dinov3.track import TrackState
 from mot_dinov3.viz import DrawStyle, draw_tracks
@@ -89,7 +89,12 @@ def frames(
         UserError: as :func:`run`.
     """
     out = cfg.output
-    source = FrameSource(cfg.source)
+    from_path = isinstance(cfg.source, (str, Path))
+    source: FrameSource | ImageFrames
+    if isinstance(cfg.source, (str, Path)):
+        source = FrameSource(cfg.source)
+    else:  # any iterable of images, at the output fps (default 30)
+        source = ImageFrames(cfg.source, out.fps or 30.0)
     check_method(cfg.tracker.gmc_method)  # before models load
     for path, flag in ((out.mot_txt, "--save-mot"), (out.json, "--save-json"), (out.video, "--output")):
         if path:
@@ -158,7 +163,7 @@ def frames(
     scheduler = mot.scheduler
     outputs = {k: v for k, v in (("video", out.video), ("mot_txt", out.mot_txt), ("json", out.json)) if v}
     settings = {
-        "source": cfg.source,
+        "source": str(cfg.source) if from_path else "<frames>",
         "embedder": embedder.name if embedder else "none",
         "detector": asdict(cfg.detector),
         "scheduler": {**asdict(mot.scheduler_config), "lazy": mot.lazy},  # None resolved
