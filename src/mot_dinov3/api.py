@@ -21,7 +21,7 @@ import numpy as np
 from mot_dinov3.config import EmbedderConfig, SchedulerConfig, TrackerConfig
 from mot_dinov3.errors import UserError
 from mot_dinov3.features.base import Embedder
-from mot_dinov3.features.factory import NO_REID, create_embedder
+from mot_dinov3.features.factory import create_embedder
 from mot_dinov3.gating import Gating
 from mot_dinov3.gmc import CameraMotion
 from mot_dinov3.scheduler import EmbeddingScheduler
@@ -112,11 +112,9 @@ class MultiObjectTracker:
         sched = _scheduler_config(scheduler, scheduler_options)
         if isinstance(embedder, str):
             embedder = create_embedder(EmbedderConfig(name=embedder, model=embed_model, device=device))
-        self.embedder: Embedder | None = None if embedder == NO_REID else embedder
-        self.scheduler_config = replace(
-            sched, embed_all=sched.embed_all or bool(self.embedder and self.embedder.cost_free)
-        )
-        self.scheduler_config = self.scheduler_config.derived(self.tracker_config)
+        self.embedder: Embedder | None = embedder  # None: "none", motion only
+        free = bool(embedder and embedder.cost_free)  # embeddings come with the detections: compute them all
+        self.scheduler_config = replace(sched, embed_all=sched.embed_all or free).derived(self.tracker_config)
         self.fps = fps
         self.gating = Gating(self.tracker_config)
         self.reset()
