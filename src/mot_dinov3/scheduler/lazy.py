@@ -77,7 +77,7 @@ def plan_lazy(
     * ``cleared``: ``{(track_id, lost_track_id): frame}``, the pairs whose near_lost box was last seen
       far from the lost track's memory (:func:`near_lost_verdicts`);
     * ``reach``: (N, M) bool over ``tracks``, detection i within re-identification reach of lost track j
-      (:meth:`mot_dinov3.tracker.Tracker.reid_reach`: the tracker compares them by appearance alone);
+      (:meth:`mot_dinov3.gating.Gating.reid_reach`: the tracker compares them by appearance alone);
     * ``EmbedPlan.near_lost``: each near_lost detection's lost tracks, to check once it is embedded.
     """
     n = len(det_xyxy)
@@ -95,34 +95,33 @@ def plan_lazy(
     if active:
         dt = iou_matrix(det_xyxy, np.array([t.xyxy for t in active]))
         best = dt.argmax(axis=1)
-        best_iou = dt[np.arange(n), best]
+        mine = [active[j] for j in best]  # the track each detection continues
         contested, contested_tracks = contest_groups(dt * candidates[:, None], cfg.contest_iou)
         flush += [t.track_id for t, c in zip(active, contested_tracks) if c]
-        for i in range(n):
-            t = active[best[i]]
-            if best_iou[i] <= cfg.contest_iou:
-                reasons[i] = "weak_iou"
-                continue
-            track_ids[i] = t.track_id
+        for i, t in enumerate(mine):
             new = frame - t.start_frame <= cfg.near_lost_new_frames  # may be a lost track back
-            lost_near = [lost[j].track_id for j in np.flatnonzero(on_lost[i] & (recent | new))]
-            if contested[i]:
-                reasons[i] = "contested"
-            elif lost_near and (
-                new
-                or not all(
-                    frame - cleared.get((t.track_id, lid), -np.inf) < cfg.near_lost_clear_frames for lid in lost_near
-                )
-            ):
-                reasons[i] = "near_lost"
-                near_lost[i] = lost_near
+            ids = [lost[j].track_id for j in np.flatnonzero(on_lost[i] & (recent | new))]
+            stale = not all(frame - cleared.get((t.track_id, lid), -np.inf) < cfg.near_lost_clear_frames for lid in ids)
+            if ids and (new or stale):
+                near_lost[i] = ids
+        # the rules, in order: the first that holds makes the detection critical, for that reason
+        rules = (
+            ("weak_iou", dt[np.arange(n), best] <= cfg.contest_iou),  # no active track here: new, or one back
+            ("contested", contested),  # a rival detection or track shares its candidate pairs
+            ("near_lost", np.isin(np.arange(n), list(near_lost))),  # next to a lost track's predicted box
+            ("no_cache", np.array([t.embedding is None for t in mine])),  # its track has no memory yet
+            ("young", np.array([t.samples < cfg.young_samples for t in mine])),  # ... or a thin one
+        )
+        for i, t in enumerate(mine):
+            reason = next((name for name, holds in rules if holds[i]), "reuse")
+            reasons[i] = reason
+            if reason != "weak_iou":
+                track_ids[i] = t.track_id
+            if reason == "reuse":
+                action[i] = REUSE
+            elif reason == "near_lost":
                 flush.append(t.track_id)
-            elif t.embedding is None:
-                reasons[i] = "no_cache"
-            elif t.samples < cfg.young_samples:
-                reasons[i] = "young"
-            else:
-                action[i], reasons[i] = REUSE, "reuse"
+        near_lost = {i: ids for i, ids in near_lost.items() if reasons[i] == "near_lost"}
     plan = finish_plan(frame, action, reasons, track_ids, active, candidates, flush)
     # a lost track's memory is read when a box that may be it (on its predicted box, or in re-ID reach)
     # is computed
