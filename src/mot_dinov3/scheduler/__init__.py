@@ -10,7 +10,7 @@ Where an embedding is decided, computed and consumed:
 * :mod:`~mot_dinov3.scheduler.runner`: :class:`EmbeddingScheduler` plans each frame with one rule set
   and carries the plan out: critical crops in one batch, refreshes within ``budget_ms``, the backlog,
   buffered looks. It returns :class:`Embeddings`, which :meth:`mot_dinov3.tracker.Tracker.update`
-  (and, for buffered looks, :meth:`~mot_dinov3.tracker.Tracker.feed_memory`) consume.
+  (and, for buffered looks, :meth:`~mot_dinov3.tracker.Tracker.update_appearance`) consume.
 
 The scheduler sees tracks only through :class:`TrackLike` (the tracker's read-only ``TrackView``) and
 backends only through the :mod:`mot_dinov3.features.base` protocols.
