@@ -89,7 +89,6 @@ def frames(
         UserError: as :func:`run`.
     """
     out = cfg.output
-    from_path = isinstance(cfg.source, (str, Path))
     source: FrameSource | ImageFrames
     if isinstance(cfg.source, (str, Path)):
         source = FrameSource(cfg.source)
@@ -163,7 +162,7 @@ def frames(
     scheduler = mot.scheduler
     outputs = {k: v for k, v in (("video", out.video), ("mot_txt", out.mot_txt), ("json", out.json)) if v}
     settings = {
-        "source": str(cfg.source) if from_path else "<frames>",
+        "source": str(cfg.source) if isinstance(source, FrameSource) else "<frames>",
         "embedder": embedder.name if embedder else "none",
         "detector": asdict(cfg.detector),
         "scheduler": {**asdict(mot.scheduler_config), "lazy": mot.lazy},  # None resolved
