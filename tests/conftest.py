@@ -34,6 +34,14 @@ def shared_path(rel: str) -> Path:
     return p
 
 
+@pytest.fixture(autouse=True)
+def _user_files(tmp_path_factory, monkeypatch):
+    """Every test sees an empty user config (``models use``) and weights cache, never the developer's own."""
+    home = tmp_path_factory.mktemp("user")
+    monkeypatch.setenv("MOT_DINOV3_CONFIG", str(home / "config.json"))
+    monkeypatch.setenv("MOT_DINOV3_WEIGHTS", str(home / "weights"))
+
+
 @pytest.fixture(scope="session")
 def yolov8n() -> Path:
     return shared_path("weights/yolov8n_from_int8.pt")

@@ -206,7 +206,7 @@ def test_track_mot17_mini(tmp_path, yolov8n, osnet_onnx, seq, embedder):
         (["--source", "/nonexistent/video.mp4"], "--source /nonexistent/video.mp4: no such file"),
         (["--source", "{notvideo}"], "not a readable video"),
         (["--source", "{video}", "--embedder", "resnet"], "--embedder resnet: unknown embedder"),
-        (["--source", "{video}", "--classes", "person"], '--classes "person": expected comma-separated'),
+        (["--source", "{video}", "--classes", "person"], "--classes person: expected comma-separated"),
         (["--source", "{video}", "--output", "/proc/forbidden/x.mp4"], "--output /proc/forbidden/x.mp4: cannot write"),
         (["--source", "{video}", "--det", "/no/such/weights.pt", "--embedder", "yolo"], "--det /no/such/weights.pt"),
         # the detector loads before the (default, large, here unreachable) DINOv3 model
@@ -219,7 +219,7 @@ def test_track_mot17_mini(tmp_path, yolov8n, osnet_onnx, seq, embedder):
         (["--source", "{video}", "--embed-lazy", "--embed-all"], "--embed-lazy with --embed-all: choose one"),
         (
             ["--source", "{video}", "--embed-budget-ms", "20", "--embed-lazy"],
-            "--embed-budget-ms sets the refresh rules, but --embed-lazy",
+            "--embed-budget-ms 20.0 sets the refresh rules, but --embed-lazy",
         ),
     ],
 )

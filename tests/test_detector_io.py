@@ -41,7 +41,7 @@ def test_weights_lookup_and_errors(yolov8n, tmp_path):
     assert resolve_weights(str(yolov8n), {}) == str(yolov8n)
     assert resolve_weights("yolov8n_from_int8.pt", {"MOT_DINOV3_WEIGHTS": str(yolov8n.parent)}) == str(yolov8n)
     assert resolve_weights("yolo11n.pt", {}) == "yolo11n.pt"  # left to Ultralytics' cache / download
-    with pytest.raises(UserError, match=r"--det .*nope.pt: file not found"):
+    with pytest.raises(UserError, match=r"^det='.*nope\.pt': file not found"):
         resolve_weights(str(tmp_path / "nope.pt"), {})
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"garbage")
@@ -60,7 +60,7 @@ def test_unfetchable_official_name_names_the_weights_folder(monkeypatch, tmp_pat
     with pytest.raises(UserError) as ei:
         Detector(DetectorConfig(model="yolo11x.pt"))
     msg = str(ei.value)
-    assert msg.startswith("--det yolo11x.pt: cannot load") and str(tmp_path) in msg and "\n" not in msg
+    assert msg.startswith("det='yolo11x.pt': cannot load") and str(tmp_path) in msg and "\n" not in msg
 
 
 def test_mot_sequence_source_reads_seqinfo(mot17_09):

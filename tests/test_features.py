@@ -105,7 +105,7 @@ def test_crops_kept_from_earlier_frames_embed_like_the_frame_itself(osnet_onnx, 
 
 
 def test_onnx_errors_are_clean(tmp_path):
-    with pytest.raises(UserError, match="--embed-model"):
+    with pytest.raises(UserError, match=r"^embedder='onnx' needs embed_model="):
         create_embedder(EmbedderConfig(name="onnx"))
     with pytest.raises(UserError, match="not found"):
         create_embedder(EmbedderConfig(name="onnx", model=str(tmp_path / "nope.onnx")))
@@ -391,7 +391,7 @@ def test_gated_model_gives_the_seed_message():
 @pytest.mark.parametrize(
     "kind,needle",
     [
-        ("offline", "--embed-model PATH"),
+        ("offline", "embed_model=PATH"),
         ("unsupported", "pip install -U transformers"),
         ("missing", "neither a local folder"),
     ],
@@ -400,7 +400,7 @@ def test_other_load_failures_are_clean(kind, needle):
     with pytest.raises(UserError, match=needle.replace("-", r"\-").replace(" ", " ")) as ei:
         load_dino(EmbedderConfig(), token="", loader=_raiser(kind))
     if kind == "offline":
-        assert "--embedder yolo" in str(ei.value)
+        assert "embedder='yolo'" in str(ei.value)
 
 
 @pytest.mark.parametrize("kind", ["gated", "offline", "unsupported"])

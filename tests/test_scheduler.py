@@ -321,7 +321,7 @@ def test_pick_looks_takes_the_newest_then_spaced_older_ones():
 def test_lazy_needs_a_backend_that_embeds_crops():
     clock = FakeClock()
     assert not isinstance(FakeEmbedder(clock), CropEmbedder) and isinstance(FakeCropEmbedder(clock), CropEmbedder)
-    with pytest.raises(UserError, match="--embed-lazy"):
+    with pytest.raises(UserError, match="^embed_lazy=True: the "):
         EmbeddingScheduler(SchedulerConfig(lazy=True), FakeEmbedder(clock), clock)
     assert not EmbeddingScheduler(SchedulerConfig(lazy=True, embed_all=True), FakeEmbedder(clock), clock).lazy
     # the default (None): lazy memory where the backend can buffer crops, the refresh rules elsewhere
@@ -341,9 +341,11 @@ def test_feature_backends_name_the_backends_that_read_detector_features():
     from mot_dinov3.features.factory import BACKENDS, FEATURE_BACKENDS
     from mot_dinov3.features.hf import HfVisionEmbedder
     from mot_dinov3.features.onnx import OnnxEmbedder
+    from mot_dinov3.features.osnet import OSNetEmbedder
     from mot_dinov3.features.yolo import YoloFeatureEmbedder
 
     built = {"dino": HfVisionEmbedder, "clip": HfVisionEmbedder, "onnx": OnnxEmbedder, "yolo": YoloFeatureEmbedder}
+    built["osnet"] = OSNetEmbedder
     assert set(built) == set(BACKENDS)
     assert {name for name, cls in built.items() if cls.uses_detector_features} == FEATURE_BACKENDS
 

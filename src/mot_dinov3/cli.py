@@ -2,13 +2,17 @@
 
 Flags become config dataclasses; :class:`~mot_dinov3.errors.UserError` becomes a one-line message and
 exit code 2 (full traceback with ``--debug``); an interrupted run exits 130 after printing its summary.
+The library's messages name its Python parameters (``embed_model='x.onnx'``); :func:`flag_message`
+turns them into this command's flags (``--embed-model x.onnx``) where they are shown.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import logging
+import re
 import sys
 import traceback
 from pathlib import Path
@@ -16,9 +20,15 @@ from pathlib import Path
 from mot_dinov3.errors import UserError
 from mot_dinov3.options import build_run_config, parse_classes, track_parser
 
-__all__ = ["build_run_config", "eval_parser", "main", "parse_classes", "track_parser"]
+__all__ = ["build_run_config", "eval_parser", "flag_message", "main", "parse_classes", "track_parser"]
 
 EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
+
+# ``name=value`` as the library writes it: a repr-quoted string, a list literal or a bare token (a number,
+# True / False, a placeholder such as PATH.onnx); no value: a bare mention (``pass seqs= to ...``)
+_QUOTED = r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\""
+_VALUE = rf"{_QUOTED}|\[[^\[\]]*\]|[\w+-]+(?:\.[\w+-]+)*"
+_NAME_VALUE = re.compile(rf"(?<![\w.-])([a-z_][a-z0-9_]*)=(?:({_VALUE})|(?=[\s,;:.)\]]|$))")
 
 
 def eval_parser() -> argparse.ArgumentParser:
@@ -33,11 +43,70 @@ def eval_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _word(value: object) -> str:
+    """A value as typed on the command line: quoted (as repr quotes it) only if it holds a space."""
+    return repr(value) if " " in str(value) else str(value)
+
+
+def flag_message(text: str, parser: argparse.ArgumentParser) -> str:
+    """``text`` with every ``dest=value`` of ``parser``'s options written as the flag.
+
+    ``embed_model='x.onnx'`` -> ``--embed-model x.onnx`` (a quoted value keeps its quotes only if it
+    holds a space; a list becomes its items: ``seqs=['a', 'b']`` -> ``--seqs a b``); ``name=True`` of a
+    switch -> ``--name``, ``name=False`` of a ``--name / --no-name`` pair -> ``--no-name``; a bare
+    ``embed_model=`` -> ``--embed-model``. Names that are not the parser's dests, and dests not followed
+    by ``=``, are left alone.
+    """
+    actions = {
+        a.dest: a
+        for a in parser._actions
+        if a.option_strings and not isinstance(a, (argparse._HelpAction, argparse._VersionAction))
+    }
+
+    def rewrite(m: re.Match[str]) -> str:
+        action, value = actions.get(m.group(1)), m.group(2)
+        if action is None:
+            return m.group(0)
+        flag = action.option_strings[0]
+        if value is None:
+            return flag
+        if action.nargs == 0 and value in ("True", "False"):  # a switch
+            if value == "True":
+                return flag
+            negative = [s for s in action.option_strings if s.startswith("--no-")]
+            is_pair = isinstance(action, argparse.BooleanOptionalAction) and negative
+            return negative[-1] if is_pair else m.group(0)
+        if value[0] in "'\"[":
+            try:
+                parsed = ast.literal_eval(value)
+            except (ValueError, SyntaxError):
+                return m.group(0)
+            items = parsed if isinstance(parsed, list) else [parsed]
+            return " ".join([flag, *map(_word, items)])
+        return f"{flag} {value}"
+
+    return _NAME_VALUE.sub(rewrite, text)
+
+
+class _FlagLogFilter(logging.Filter):
+    """Writes the library's log records (its notices) with the flags of ``parser``, as :func:`flag_message`."""
+
+    def __init__(self, parser: argparse.ArgumentParser):
+        super().__init__()
+        self.parser = parser
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.split(".")[0] == "mot_dinov3":
+            record.msg, record.args = flag_message(record.getMessage(), self.parser), None
+        return True
+
+
 def _track(argv: list[str]) -> int:
     from mot_dinov3 import pipeline
 
-    args = track_parser().parse_args(argv)
-    return _guard(args.debug, lambda: _finish(pipeline.run(build_run_config(args))))
+    parser = track_parser()
+    args = parser.parse_args(argv)
+    return _guard(args.debug, lambda: _finish(pipeline.run(build_run_config(args))), parser)
 
 
 def _finish(summary) -> int:
@@ -48,7 +117,8 @@ def _finish(summary) -> int:
 def _eval(argv: list[str]) -> int:
     from mot_dinov3.evaluate import evaluate, format_table
 
-    args = eval_parser().parse_args(argv)
+    parser = eval_parser()
+    args = parser.parse_args(argv)
 
     def go() -> int:
         table = evaluate(args.gt_root, args.res_dir, args.seqs)
@@ -58,20 +128,28 @@ def _eval(argv: list[str]) -> int:
             Path(args.save_json).write_text(json.dumps(table, indent=2))
         return 0
 
-    return _guard(args.debug, go)
+    return _guard(args.debug, go, parser)
 
 
-def _guard(debug: bool, fn) -> int:
+def _guard(debug: bool, fn, parser: argparse.ArgumentParser) -> int:
+    """Run ``fn``: a UserError is printed as one line in ``parser``'s flags (exit 2), an interrupt exits 130."""
+    handlers = list(logging.getLogger().handlers)
+    flags = _FlagLogFilter(parser)
+    for h in handlers:
+        h.addFilter(flags)
     try:
         return fn()
     except UserError as exc:
         if debug:
             traceback.print_exc()
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {flag_message(str(exc), parser)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        for h in handlers:
+            h.removeFilter(flags)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,6 +161,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "eval":
         return _eval(argv[1:])
+    if argv and argv[0] == "models":  # the model catalogue
+        from mot_dinov3.models.cli import main as models_main
+
+        return models_main(argv[1:])
     if argv and argv[0] == "track":
         argv = argv[1:]
     return _track(argv)

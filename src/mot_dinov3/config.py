@@ -96,7 +96,7 @@ class SchedulerConfig:
             :func:`mot_dinov3.scheduler.lazy.plan_lazy`); ``refresh_every``, ``iou_gate`` and ``budget_ms``
             do not apply. ``False`` selects the refresh rules (``--no-embed-lazy``,
             :func:`mot_dinov3.scheduler.plan.plan_actions`). ``None`` (default): lazy memory when the
-            backend can embed buffered crops (dino, clip, onnx), the refresh rules otherwise (yolo). Lazy
+            backend can embed buffered crops (dino, clip, onnx, osnet), the refresh rules otherwise (yolo). Lazy
             memory is the default because it computes only what the association reads, at no identity
             cost against ``embed_all`` within run-to-run spread (``docs/benchmarks.md``).
         contest_iou: lazy: track-detection pairs above this IoU are candidates; a detection whose group of
@@ -212,7 +212,8 @@ class TrackerConfig:
         p = Path(path)
         if not p.is_file():
             raise MissingFileError(
-                f"tracker config not found: {p}; pass --tracker-config with a YAML file (see configs/default.yaml)"
+                f"tracker config not found: tracker_config={str(p)!r}; pass a YAML file of tracker thresholds "
+                "(see configs/default.yaml)"
             )
         try:
             data = yaml.safe_load(p.read_text()) or {}

@@ -59,7 +59,7 @@ def resolve_weights(model: str, env: dict[str, str] | None = None) -> str:
         return str(Path(folder) / p.name)
     if len(p.parts) > 1:
         where = f" or in ${WEIGHTS_ENV}={folder}" if folder else f" (set ${WEIGHTS_ENV} to a folder of weights)"
-        raise MissingFileError(f"--det {model}: file not found{where}; pass an existing weights file or folder")
+        raise MissingFileError(f"det={model!r}: file not found{where}; pass an existing weights file or folder")
     return model
 
 
@@ -86,15 +86,15 @@ class Detector:
         except Exception as exc:  # Ultralytics raises many types for missing / undownloadable weights
             folder = os.environ.get(WEIGHTS_ENV, "<unset>")
             raise UserError(
-                f"--det {cfg.model}: cannot load detector weights ({exc.__class__.__name__}: "
+                f"det={cfg.model!r}: cannot load detector weights ({exc.__class__.__name__}: "
                 f"{str(exc).splitlines()[0] if str(exc) else ''}); offline, put the file in ${WEIGHTS_ENV} "
-                f"(now {folder}) or pass --det /path/to/weights.pt"
+                f"(now {folder}) or pass det='/path/to/weights.pt'"
             ) from exc
         if cfg.capture_features:
             if not isinstance(getattr(self.model, "model", None), torch.nn.Module):
                 raise UserError(
-                    f"--embedder yolo needs a PyTorch .pt detector, but --det {cfg.model} is an "
-                    "exported model; pass a .pt file or choose another --embedder"
+                    f"embedder='yolo' needs a PyTorch .pt detector, but det={cfg.model!r} is an "
+                    "exported model; pass a .pt file or choose another embedder"
                 )
             self.model.add_callback("on_predict_start", _install_feature_hook)
 
@@ -115,8 +115,8 @@ class Detector:
             f = getattr(r, "feats", None)
             if f is None:
                 raise UserError(
-                    "--embedder yolo: the detector returned no neck features (NMS-free / end-to-end "
-                    "heads such as YOLOv10/YOLO26 have none); use a YOLOv8/YOLO11 .pt or another --embedder"
+                    "embedder='yolo': the detector returned no neck features (NMS-free / end-to-end "
+                    "heads such as YOLOv10/YOLO26 have none); use a YOLOv8/YOLO11 .pt or another embedder"
                 )
             feats = f.float().cpu().numpy() if len(xyxy) else np.zeros((0, 0), np.float32)
         return Detections(

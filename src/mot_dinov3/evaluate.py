@@ -36,18 +36,17 @@ def find_sequences(gt_root: Path, seqs: list[str] | None) -> dict[str, Path]:
         UserError: ``gt_root`` missing, or a requested sequence has no gt.
     """
     if not gt_root.is_dir():
-        raise UserError(f"--gt-root {gt_root}: no such folder; pass a folder of MOTChallenge sequences")
+        raise UserError(f"gt_root={str(gt_root)!r}: no such folder; pass a folder of MOTChallenge sequences")
     found = {p.parent.parent.name: p.parent.parent for p in sorted(gt_root.glob("**/gt/gt.txt"))}
     if seqs:
         missing = [s for s in seqs if s not in found]
         if missing:
             raise UserError(
-                f"--seqs {' '.join(missing)}: no <seq>/gt/gt.txt under {gt_root}; "
-                f"available: {', '.join(found) or 'none'}"
+                f"seqs={missing!r}: no <seq>/gt/gt.txt under {gt_root}; available: {', '.join(found) or 'none'}"
             )
         found = {s: found[s] for s in seqs}
     if not found:
-        raise UserError(f"--gt-root {gt_root}: no <seq>/gt/gt.txt found; pass a MOTChallenge split folder")
+        raise UserError(f"gt_root={str(gt_root)!r}: no <seq>/gt/gt.txt found; pass a MOTChallenge split folder")
     return found
 
 
@@ -110,7 +109,7 @@ def _run_group(mode: str, seq_dirs: dict[str, Path], res_dir: Path) -> dict[str,
             res, _ = trackeval.Evaluator(ev_cfg).evaluate([dataset], metrics)
     except trackeval.utils.TrackEvalException as exc:
         raise UserError(
-            f"--res-dir {res_dir}: {exc}; write one <seq>.txt per sequence (mot-dinov3 --save-mot res_dir/<seq>.txt)"
+            f"res_dir={str(res_dir)!r}: {exc}; write one <seq>.txt per sequence (a tracking run's MOT txt results)"
         ) from exc
     per_seq = res["MotChallenge2DBox"][res_dir.name]
     return {seq: per_seq[seq]["pedestrian"] for seq in seq_dirs}
@@ -129,13 +128,13 @@ def evaluate(gt_root: str | Path, res_dir: str | Path, seqs: list[str] | None = 
 
     gt_root, res_dir = Path(gt_root), Path(res_dir)
     if not res_dir.is_dir():
-        raise UserError(f"--res-dir {res_dir}: no such folder; pass the folder holding <seq>.txt results")
+        raise UserError(f"res_dir={str(res_dir)!r}: no such folder; pass the folder holding <seq>.txt results")
     seq_dirs = find_sequences(gt_root, seqs)
     missing = [s for s in seq_dirs if not (res_dir / f"{s}.txt").is_file()]
     if missing:
         raise UserError(
-            f"--res-dir {res_dir}: no result file for {', '.join(missing)}; write <seq>.txt for "
-            "each sequence or pass --seqs to evaluate fewer"
+            f"res_dir={str(res_dir)!r}: no result file for {', '.join(missing)}; write <seq>.txt for "
+            "each sequence or pass seqs= to evaluate fewer"
         )
     groups: dict[str, dict[str, Path]] = {}
     for seq, d in seq_dirs.items():

@@ -61,7 +61,7 @@ class FrameSource:
         self._cap: cv2.VideoCapture | None = None
         if not self.path.exists():
             raise MissingFileError(
-                f"--source {self.path}: no such file or folder; pass a video file, "
+                f"source={str(self.path)!r}: no such file or folder; pass a video file, "
                 "a MOTChallenge sequence folder or a folder of images"
             )
         self.name = self.path.stem if self.path.is_file() else self.path.name
@@ -83,7 +83,7 @@ class FrameSource:
         files = sorted(p for p in img_dir.glob("*") if p.suffix.lower() in IMAGE_EXTS) if img_dir.is_dir() else []
         if not files:
             raise UserError(
-                f"--source {self.path}: no images found in {img_dir}; pass a video file, "
+                f"source={str(self.path)!r}: no images found in {img_dir}; pass a video file, "
                 "a MOTChallenge sequence folder (img1/ + seqinfo.ini) or a folder of images"
             )
         self._files = files
@@ -91,7 +91,7 @@ class FrameSource:
         self.length: int | None = len(files)
         first = cv2.imread(str(files[0]))
         if first is None:
-            raise UserError(f"--source {self.path}: cannot decode image {files[0].name}; check the file")
+            raise UserError(f"source={str(self.path)!r}: cannot decode image {files[0].name}; check the file")
         self.height, self.width = first.shape[:2]
 
     def _open_video(self, fps: float | None) -> None:
@@ -100,7 +100,7 @@ class FrameSource:
         if not ok or first is None:
             cap.release()
             raise UserError(
-                f"--source {self.path}: not a readable video (OpenCV could not decode a frame); "
+                f"source={str(self.path)!r}: not a readable video (OpenCV could not decode a frame); "
                 "pass a video file OpenCV can read (mp4, avi, mkv ...) or a folder of images"
             )
         cap.release()  # reopen rather than seek: seeking is unreliable for some codecs
@@ -116,7 +116,7 @@ class FrameSource:
             for i, f in enumerate(self._files, start=1):
                 img = cv2.imread(str(f))
                 if img is None:
-                    raise UserError(f"--source {self.path}: cannot decode image {f.name}; check the file")
+                    raise UserError(f"source={str(self.path)!r}: cannot decode image {f.name}; check the file")
                 yield Frame(i, img, (i - 1) / self.fps)
             return
         assert self._cap is not None
@@ -227,11 +227,15 @@ def prefetch(frames: Iterable[Frame], depth: int = 4) -> Generator[Frame, None, 
         thread.join()
 
 
-def ensure_writable(path: str | Path, flag: str) -> Path:
+def ensure_writable(path: str | Path, name: str) -> Path:
     """Create ``path``'s parent folder and check a file can be written there.
 
+    Args:
+        path: the file to write.
+        name: the parameter that named it (``output``, ``save_mot``, ``save_json``), for the message.
+
     Raises:
-        UserError: naming ``flag`` when the location is not writable.
+        UserError: naming ``name`` when the location is not writable.
     """
     p = Path(path)
     try:
@@ -239,7 +243,9 @@ def ensure_writable(path: str | Path, flag: str) -> Path:
         with open(p, "a"):
             pass
     except OSError as exc:
-        raise UserError(f"{flag} {p}: cannot write there ({exc.strerror or exc}); choose a writable path") from exc
+        raise UserError(
+            f"{name}={str(p)!r}: cannot write there ({exc.strerror or exc}); choose a writable path"
+        ) from exc
     return p
 
 
@@ -254,13 +260,13 @@ class VideoWriter:
     """
 
     def __init__(self, path: str | Path, fps: float, size_wh: tuple[int, int]):
-        self.path = ensure_writable(path, "--output")
+        self.path = ensure_writable(path, "output")
         fourcc = "MJPG" if self.path.suffix.lower() == ".avi" else "mp4v"
         self._w: cv2.VideoWriter | None = cv2.VideoWriter(
             str(self.path), cv2.VideoWriter.fourcc(*fourcc), float(fps), size_wh
         )
         if not self._w.isOpened():
-            raise UserError(f"--output {self.path}: OpenCV cannot write this format; use a .mp4 or .avi path")
+            raise UserError(f"output={str(self.path)!r}: OpenCV cannot write this format; use a .mp4 or .avi path")
         self.frames = 0
 
     def write(self, image: np.ndarray) -> None:
@@ -283,7 +289,7 @@ class MotWriter:
     """
 
     def __init__(self, path: str | Path):
-        self.path = ensure_writable(path, "--save-mot")
+        self.path = ensure_writable(path, "save_mot")
         self._f = open(self.path, "w", encoding="utf-8")
 
     def write(self, frame_index: int, ids: np.ndarray, xyxy: np.ndarray, conf: np.ndarray) -> None:

@@ -35,7 +35,7 @@ def parse_classes(text: str | None) -> list[int] | None:
     except ValueError:
         ids = [-1]
     if not ids or any(i < 0 for i in ids):
-        raise UserError(f'--classes "{text}": expected comma-separated class ids, e.g. --classes "0,2"')
+        raise UserError(f"classes={text!r}: expected comma-separated class ids, e.g. classes='0,2'")
     return ids
 
 
@@ -53,7 +53,7 @@ def track_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="mot-dinov3",
         description="Track objects in a video, a MOTChallenge sequence or an image folder: YOLO detection, "
-        "scheduled appearance embeddings, IoU + cosine tracking. Subcommand: 'mot-dinov3 eval'.",
+        "scheduled appearance embeddings, IoU + cosine tracking. Subcommands: 'mot-dinov3 eval', 'mot-dinov3 models'.",
         formatter_class=_DefaultsHelpFormatter,
     )
     g = p.add_argument_group("input / output")
@@ -83,11 +83,16 @@ def track_parser() -> argparse.ArgumentParser:
     g.add_argument("--cpu", action="store_true", help="force CPU for every model")
     g.add_argument("--device", help="torch device, e.g. cuda:0 (default: CUDA if available)")
     g = p.add_argument_group("embeddings")
-    g.add_argument("--embedder", default="dino", help="backend: dino, clip, onnx, yolo, or none (motion only, no ReID)")
+    g.add_argument(
+        "--embedder",
+        help="backend: dino, clip, onnx, osnet (torchreid .pt / .pth), yolo, or none (motion only, no ReID) (default: dino, or the model "
+        "chosen with 'mot-dinov3 models use')",
+    )
     g.add_argument(
         "--embed-model",
         metavar="ID_OR_PATH",
-        help="model for the backend (dino: overrides --dinov3; clip: default openai/clip-vit-base-patch32)",
+        help="model for the backend, or a catalogue name ('mot-dinov3 models list'; sets --embedder too) "
+        "(dino: overrides --dinov3; clip: default openai/clip-vit-base-patch32)",
     )
     g.add_argument("--dinov3", default=DEFAULT_DINO_MODEL, metavar="MODEL_ID", help="dino backend model id or folder")
     g.add_argument(
@@ -158,29 +163,33 @@ def track_parser() -> argparse.ArgumentParser:
 def build_run_config(a: argparse.Namespace) -> RunConfig:
     """Turn parsed ``track`` flags into a :class:`RunConfig` (validating cheap things first)."""
     from mot_dinov3.features.factory import CROP_BACKENDS, check_name
+    from mot_dinov3.models.catalogue import choose_embedder
 
+    dino_given = a.dinov3 != DEFAULT_DINO_MODEL or a.fallback_open
+    embedder, embed_model = choose_embedder(a.embedder, a.embed_model, dino_given)  # and the `models use` default
+    a = argparse.Namespace(**{**vars(a), "embedder": embedder, "embed_model": embed_model})
     check_name(a.embedder)
     lazy = getattr(a, "embed_lazy", None)
-    refresh_flags = {
-        "--embed-refresh": ("refresh_every", getattr(a, "embed_refresh", None)),
-        "--embed-iou-gate": ("iou_gate", getattr(a, "embed_iou_gate", None)),
-        "--embed-budget-ms": ("budget_ms", getattr(a, "embed_budget_ms", None)),
+    refresh_options = {  # option -> (SchedulerConfig field, value)
+        "embed_refresh": ("refresh_every", getattr(a, "embed_refresh", None)),
+        "embed_iou_gate": ("iou_gate", getattr(a, "embed_iou_gate", None)),
+        "embed_budget_ms": ("budget_ms", getattr(a, "embed_budget_ms", None)),
     }
-    given = {flag: kv for flag, kv in refresh_flags.items() if kv[1] is not None}
+    given = {name: kv for name, kv in refresh_options.items() if kv[1] is not None}
+    said = [f"{name}={value!r}" for name, (_, value) in given.items()]  # as the messages name them
     refresh: dict[str, Any] = dict(given.values())  # SchedulerConfig fields the user set
     device = "cpu" if a.cpu else a.device
-    if (refresh.get("refresh_every") or 1) < 1:
-        raise UserError(f"--embed-refresh {refresh['refresh_every']}: must be >= 1 frame")
+    if refresh.get("refresh_every", 1) < 1:
+        raise UserError(f"embed_refresh={refresh['refresh_every']!r}: must be >= 1 frame")
     if lazy and a.embed_all:
-        raise UserError("--embed-lazy with --embed-all: choose one (--embed-all computes every embedding)")
+        raise UserError("embed_lazy=True with embed_all=True: choose one (embed_all=True computes every embedding)")
     if given and not a.embed_all and lazy:
         raise UserError(
-            f"{next(iter(given))} sets the refresh rules, but --embed-lazy (no refresh) asks for lazy "
-            "memory: drop one of them"
+            f"{said[0]} sets the refresh rules, but embed_lazy=True (no refresh) asks for lazy memory: drop one of them"
         )
     if given and not a.embed_all and lazy is None and a.embedder in CROP_BACKENDS:
         lazy = False  # the refresh flags select the refresh rules
-        log.warning("note: %s selects the refresh rules (lazy memory off)", " ".join(given))
+        log.warning("note: %s selects the refresh rules (lazy memory off)", " ".join(said))
     tracker = TrackerConfig.from_yaml(a.tracker_config) if a.tracker_config else TrackerConfig()
     if a.no_hungarian:
         tracker.use_hungarian = False

@@ -95,9 +95,9 @@ def frames(
     else:  # any iterable of images, at the output fps (default 30)
         source = ImageFrames(cfg.source, out.fps or 30.0)
     check_method(cfg.tracker.gmc_method)  # before models load
-    for path, flag in ((out.mot_txt, "--save-mot"), (out.json, "--save-json"), (out.video, "--output")):
+    for path, name in ((out.mot_txt, "save_mot"), (out.json, "save_json"), (out.video, "output")):
         if path:
-            ensure_writable(path, flag)  # fail before loading models
+            ensure_writable(path, name)  # fail before loading models
     # the detector loads first: a wrong --det fails in a second, before a large embedding model loads
     capture = embedder.uses_detector_features if embedder is not None else cfg.embedder.name in FEATURE_BACKENDS
     detector = detector or Detector(replace(cfg.detector, capture_features=capture))

@@ -9,12 +9,15 @@ it falls back to 224x224 with ImageNet statistics.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 
 from mot_dinov3.config import DEFAULT_DINO_MODEL, OPEN_FALLBACK_MODEL, EmbedderConfig
 from mot_dinov3.errors import UserError
 from mot_dinov3.features import hub
 from mot_dinov3.features.hf import HfVisionEmbedder, Preprocess, from_pretrained, load_error
+
+log = logging.getLogger(__name__)
 
 POOLINGS = ("cls", "mean")
 
@@ -55,7 +58,7 @@ class DinoEmbedder(HfVisionEmbedder):
 
     def __init__(self, model, preprocess: Preprocess, cfg: EmbedderConfig):
         if cfg.pooling not in POOLINGS:
-            raise UserError(f"--pool {cfg.pooling}: unknown pooling; choose one of {', '.join(POOLINGS)}")
+            raise UserError(f"pool={cfg.pooling!r}: unknown pooling; choose one of {', '.join(POOLINGS)}")
         super().__init__(model, preprocess, cfg, dim=model.config.hidden_size)
         self.num_register_tokens = int(getattr(model.config, "num_register_tokens", 0) or 0)
 
@@ -93,5 +96,5 @@ def load_dino(cfg: EmbedderConfig, token: str | None = None, loader=from_pretrai
     else:
         return DinoEmbedder(model, pre, cfg)
     # outside the except block, so a failure of the fallback is not chained to the first error
-    print(f"[mot-dinov3] '{model_id}' is {kind}; --fallback-open: using {OPEN_FALLBACK_MODEL}")
+    log.warning("model %r is %s; fallback_open=True: using %s", model_id, kind, OPEN_FALLBACK_MODEL)
     return load_dino(replace(cfg, model=OPEN_FALLBACK_MODEL, fallback_open=False), token, loader)

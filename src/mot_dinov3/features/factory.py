@@ -7,6 +7,7 @@ from collections.abc import Callable
 from mot_dinov3.config import EmbedderConfig
 from mot_dinov3.errors import UserError
 from mot_dinov3.features.base import Embedder
+from mot_dinov3.models.catalogue import resolve_config
 
 
 def _dino(cfg: EmbedderConfig) -> Embedder:
@@ -27,15 +28,27 @@ def _onnx(cfg: EmbedderConfig) -> Embedder:
     return OnnxEmbedder(cfg)
 
 
+def _osnet(cfg: EmbedderConfig) -> Embedder:
+    from mot_dinov3.features.osnet import OSNetEmbedder
+
+    return OSNetEmbedder(cfg)
+
+
 def _yolo(cfg: EmbedderConfig) -> Embedder:
     from mot_dinov3.features.yolo import YoloFeatureEmbedder
 
     return YoloFeatureEmbedder(cfg)
 
 
-BACKENDS: dict[str, Callable[[EmbedderConfig], Embedder]] = {"dino": _dino, "clip": _clip, "onnx": _onnx, "yolo": _yolo}
+BACKENDS: dict[str, Callable[[EmbedderConfig], Embedder]] = {
+    "dino": _dino,
+    "clip": _clip,
+    "onnx": _onnx,
+    "osnet": _osnet,
+    "yolo": _yolo,
+}
 # backends whose embedders are CropEmbedders (embed buffered crops later): lazy memory is their default
-CROP_BACKENDS = frozenset({"dino", "clip", "onnx"})
+CROP_BACKENDS = frozenset({"dino", "clip", "onnx", "osnet"})
 # backends that read the detector's own neck features: the detector must capture them
 FEATURE_BACKENDS = frozenset({"yolo"})
 NO_REID = "none"  # ``--embedder none``: motion-only tracking, no appearance at all
@@ -49,7 +62,7 @@ def available() -> list[str]:
 def check_name(name: str) -> None:
     """Raise :class:`UserError` for an unknown backend name (cheap; call before loading anything)."""
     if name not in BACKENDS and name != NO_REID:
-        raise UserError(f"--embedder {name}: unknown embedder; choose one of {', '.join(available())}")
+        raise UserError(f"embedder={name!r}: unknown embedder; choose one of {', '.join(available())}")
 
 
 def create_embedder(cfg: EmbedderConfig) -> Embedder | None:
@@ -59,4 +72,4 @@ def create_embedder(cfg: EmbedderConfig) -> Embedder | None:
         UserError: unknown name, or the backend's own load errors (missing model, gated, offline ...).
     """
     check_name(cfg.name)
-    return None if cfg.name == NO_REID else BACKENDS[cfg.name](cfg)
+    return None if cfg.name == NO_REID else BACKENDS[cfg.name](resolve_config(cfg))  # catalogue names

@@ -149,5 +149,6 @@ def load_error(model_id: str, kind: str | None, exc: Exception) -> UserError:
         return UserError(messages[kind](model_id))
     return UserError(
         f"Model '{model_id}' could not be loaded ({exc.__class__.__name__}: "
-        f"{str(exc).splitlines()[0][:160] if str(exc) else ''}); check --embed-model"
+        f"{str(exc).splitlines()[0][:160] if str(exc) else ''}); check the model id or folder (embed_model=, "
+        "or dinov3= for the dino backend)"
     )

@@ -99,7 +99,7 @@ def gated_message(model_id: str) -> str:
         "  2) Provide an access token (recommended via .env):\n"
         "       HF_TOKEN=hf_xxx\n"
         "     Or log in once: `huggingface-cli login`.\n"
-        "  3) Or choose an open fallback, e.g.: --dinov3 facebook/dinov2-base (or add --fallback-open)"
+        "  3) Or choose an open fallback, e.g.: dinov3='facebook/dinov2-base' (or add fallback_open=True)"
     )
 
 
@@ -109,20 +109,20 @@ def unsupported_message(model_id: str) -> str:
     return (
         f"Model '{model_id}': transformers {transformers.__version__} does not recognize this architecture "
         "(DINOv3 needs transformers >= 4.56); run `pip install -U transformers` (or `bash setup.sh cpu "
-        "--dinov3-edge`), or add --fallback-open / --dinov3 facebook/dinov2-base"
+        "--dinov3-edge`), or add fallback_open=True / dinov3='facebook/dinov2-base'"
     )
 
 
 def unreachable_message(model_id: str) -> str:
     return (
         f"Model '{model_id}' is not cached and the Hugging Face Hub is unreachable (offline?); pass a local "
-        "model folder with --embed-model PATH (config.json + weights), download it once while online, "
-        "or use --embedder yolo (detector features, no download) or --embedder onnx --embed-model model.onnx"
+        "model folder with embed_model=PATH (config.json + weights), download it once while online, "
+        "or use embedder='yolo' (detector features, no download) or embedder='onnx' with embed_model='model.onnx'"
     )
 
 
 def not_found_message(model_id: str) -> str:
     return (
         f"Model '{model_id}' is neither a local folder nor a model id on the Hugging Face Hub; "
-        "check the name or pass --embed-model PATH to a local model folder"
+        "check the name or pass embed_model=PATH, a local model folder"
     )

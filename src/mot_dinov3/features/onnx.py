@@ -24,7 +24,7 @@ class OnnxEmbedder:
     """ONNX ReID embedder (see module docstring).
 
     Raises:
-        UserError: no ``--embed-model``, file missing, not a loadable ONNX model, or input not [B,3,H,W].
+        UserError: no ``embed_model``, file missing, not a loadable ONNX model, or input not [B,3,H,W].
     """
 
     name = "onnx"
@@ -36,10 +36,12 @@ class OnnxEmbedder:
         import onnxruntime as ort
 
         if not cfg.model:
-            raise UserError("--embedder onnx needs --embed-model PATH.onnx (e.g. an OSNet ReID export)")
+            raise UserError("embedder='onnx' needs embed_model=PATH.onnx (e.g. an OSNet ReID export)")
         path = Path(cfg.model).expanduser()
         if not path.is_file():
-            raise MissingFileError(f"--embed-model {path}: ONNX file not found; pass the path of a ReID .onnx model")
+            raise MissingFileError(
+                f"embed_model={str(path)!r}: ONNX file not found; pass the path of a ReID .onnx model"
+            )
         providers = ["CPUExecutionProvider"]
         if cfg.device and cfg.device.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
             providers.insert(0, "CUDAExecutionProvider")
@@ -47,14 +49,14 @@ class OnnxEmbedder:
             self.session = ort.InferenceSession(str(path), providers=providers)
         except Exception as exc:  # onnxruntime raises its own Fail / InvalidGraph types
             raise UserError(
-                f"--embed-model {path}: onnxruntime cannot load it ({str(exc).splitlines()[0][:120]}); "
+                f"embed_model={str(path)!r}: onnxruntime cannot load it ({str(exc).splitlines()[0][:120]}); "
                 "pass a valid ONNX ReID model"
             ) from exc
         inp = self.session.get_inputs()[0]
         shape = inp.shape
         if len(shape) != 4 or not all(isinstance(s, int) for s in shape[2:]) or shape[1] not in (3, "3"):
             raise UserError(
-                f"--embed-model {path}: expected input [B,3,H,W] with fixed H, W, got {shape}; "
+                f"embed_model={str(path)!r}: expected input [B,3,H,W] with fixed H, W, got {shape}; "
                 "export the model with a static image size"
             )
         self.input_name = inp.name

@@ -32,7 +32,7 @@ class YoloFeatureEmbedder:
             UserError: the detector did not capture features.
         """
         if det_feats is None:
-            raise UserError("--embedder yolo: the detector captured no features; use a YOLOv8/YOLO11 .pt --det")
+            raise UserError("embedder='yolo': the detector captured no features; pass a YOLOv8/YOLO11 .pt file as det=")
         if len(xyxy) == 0:
             return np.zeros((0, self.dim), np.float32)
         self.dim = det_feats.shape[1]

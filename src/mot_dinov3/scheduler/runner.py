@@ -84,8 +84,8 @@ class EmbeddingScheduler:
         can_buffer = isinstance(embedder, CropEmbedder)
         if cfg.lazy and not cfg.embed_all and not can_buffer:
             raise UserError(
-                f"--embed-lazy: the {embedder.name} backend cannot embed buffered crops; "
-                "use --embedder dino, clip or onnx, or drop --embed-lazy"
+                f"embed_lazy=True: the {embedder.name} backend cannot embed buffered crops; "
+                "use embedder='dino', embedder='clip' or embedder='onnx', or drop embed_lazy=True"
             )
         self.lazy = (can_buffer if cfg.lazy is None else cfg.lazy) and not cfg.embed_all
         self.ms_per_crop: float | None = None
