@@ -180,7 +180,7 @@ def test_lost_track_is_not_given_a_different_looking_box_at_its_prediction():
 
 
 def test_gates_read_every_high_score_box_and_reach_only_lost_tracks():
-    tr = Tracker(TrackerConfig())  # high 0.45, reid_max_dist 0.15
+    tr = Tracker(TrackerConfig())  # high 0.35, reid_max_dist 0.15
     step(tr, [[100, 100, 140, 200], [600, 100, 640, 200]], [unit(0), unit(1)])
     step(tr, [[100, 100, 140, 200]], [unit(0)])  # the track at 600 is lost now
     views = tr.predict()

@@ -187,7 +187,7 @@ class TrackerConfig:
         use_hungarian: optimal assignment (``scipy.optimize.linear_sum_assignment``); else greedy.
     """
 
-    track_high_thresh: float = 0.45
+    track_high_thresh: float = 0.35
     track_low_thresh: float = 0.1
     new_track_thresh: float = 0.6
     track_buffer: int = 150
