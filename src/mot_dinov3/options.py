@@ -85,14 +85,16 @@ def track_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("embeddings")
     g.add_argument(
         "--embedder",
-        help="backend: dino, clip, onnx, osnet (torchreid .pt / .pth), yolo, or none (motion only, no ReID) (default: dino, or the model "
+        help="backend: dino, clip, onnx, osnet (torchreid .pt / .pth), yolo, ensemble (parts in --embed-model), "
+        "your own package.module:Class, or none (motion only, no ReID) (default: dino, or the model "
         "chosen with 'mot-dinov3 models use')",
     )
     g.add_argument(
         "--embed-model",
         metavar="ID_OR_PATH",
         help="model for the backend, or a catalogue name ('mot-dinov3 models list'; sets --embedder too) "
-        "(dino: overrides --dinov3; clip: default openai/clip-vit-base-patch32)",
+        "(dino: overrides --dinov3; clip: default openai/clip-vit-base-patch32; ensemble: the parts as "
+        "name[:model][@weight], e.g. 'onnx:osnet.onnx@0.7,yolo')",
     )
     g.add_argument("--dinov3", default=DEFAULT_DINO_MODEL, metavar="MODEL_ID", help="dino backend model id or folder")
     g.add_argument(
@@ -162,13 +164,14 @@ def track_parser() -> argparse.ArgumentParser:
 
 def build_run_config(a: argparse.Namespace) -> RunConfig:
     """Turn parsed ``track`` flags into a :class:`RunConfig` (validating cheap things first)."""
-    from mot_dinov3.features.factory import CROP_BACKENDS, check_name
+    from mot_dinov3.features.factory import check_name, embedder_traits
     from mot_dinov3.models.catalogue import choose_embedder
 
     dino_given = a.dinov3 != DEFAULT_DINO_MODEL or a.fallback_open
     embedder, embed_model = choose_embedder(a.embedder, a.embed_model, dino_given)  # and the `models use` default
     a = argparse.Namespace(**{**vars(a), "embedder": embedder, "embed_model": embed_model})
     check_name(a.embedder)
+    crops_later = embedder_traits(a.embedder, a.embed_model)[0]  # an ensemble's from its parts
     lazy = getattr(a, "embed_lazy", None)
     refresh_options = {  # option -> (SchedulerConfig field, value)
         "embed_refresh": ("refresh_every", getattr(a, "embed_refresh", None)),
@@ -187,7 +190,7 @@ def build_run_config(a: argparse.Namespace) -> RunConfig:
         raise UserError(
             f"{said[0]} sets the refresh rules, but embed_lazy=True (no refresh) asks for lazy memory: drop one of them"
         )
-    if given and not a.embed_all and lazy is None and a.embedder in CROP_BACKENDS:
+    if given and not a.embed_all and lazy is None and crops_later:
         lazy = False  # the refresh flags select the refresh rules
         log.warning("note: %s selects the refresh rules (lazy memory off)", " ".join(said))
     tracker = TrackerConfig.from_yaml(a.tracker_config) if a.tracker_config else TrackerConfig()

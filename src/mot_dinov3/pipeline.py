@@ -28,7 +28,7 @@ from mot_dinov3.api import MultiObjectTracker
 from mot_dinov3.config import RunConfig
 from mot_dinov3.detector import Detector
 from mot_dinov3.features.base import Embedder
-from mot_dinov3.features.factory import FEATURE_BACKENDS, create_embedder
+from mot_dinov3.features.factory import create_embedder, embedder_traits
 from mot_dinov3.gmc import check_method
 from mot_dinov3.io import FrameSource, ImageFrames, MotWriter, VideoWriter, ensure_writable, prefetch
 from mot_dinov3.profiling import RunSummary, StageTimer, summarize
@@ -99,7 +99,11 @@ def frames(
         if path:
             ensure_writable(path, name)  # fail before loading models
     # the detector loads first: a wrong --det fails in a second, before a large embedding model loads
-    capture = embedder.uses_detector_features if embedder is not None else cfg.embedder.name in FEATURE_BACKENDS
+    capture = (  # an ensemble captures when a part reads features
+        embedder.uses_detector_features
+        if embedder is not None
+        else embedder_traits(cfg.embedder.name, cfg.embedder.model)[1]
+    )
     detector = detector or Detector(replace(cfg.detector, capture_features=capture))
     embedder = embedder or create_embedder(cfg.embedder)  # None: --embedder none, motion only
     mot = MultiObjectTracker(embedder, tracker_config=cfg.tracker, scheduler=cfg.scheduler, fps=source.fps)

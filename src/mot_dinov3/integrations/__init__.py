@@ -1,0 +1,4 @@
+"""Adapters that plug this package's embedders into other trackers.
+
+* :mod:`mot_dinov3.integrations.ultralytics`: Ultralytics BoT-SORT ReID (``register()``, ``DINOv2ReID``).
+"""
