@@ -11,7 +11,7 @@ from mot_dinov3.config import EmbedderConfig
 from mot_dinov3.errors import MissingFileError, UserError
 from mot_dinov3.features.base import CropEmbedder
 from mot_dinov3.features.factory import CROP_BACKENDS, create_embedder
-from mot_dinov3.features.osnet import VARIANTS, OSNet, fuse_batchnorm, load_osnet
+from mot_dinov3.features.osnet import VARIANTS, OSNet, OSNetEmbedder, fuse_batchnorm, load_osnet
 from mot_dinov3.io import read_mot_txt
 
 
@@ -41,9 +41,12 @@ def mot17_crops(seq, embedder, frames=(1, 60, 120, 180, 240, 300, 360, 420), per
     return crops
 
 
-def test_osnet_matches_the_onnx_export_on_real_crops(osnet_pth, osnet_onnx, mot17_09):
+@pytest.mark.parametrize("runtime", ["auto", "torch"])
+def test_osnet_matches_the_onnx_export_on_real_crops(osnet_pth, osnet_onnx, mot17_09, runtime):
     onnx = create_embedder(EmbedderConfig(name="onnx", model=str(osnet_onnx)))
-    emb = create_embedder(EmbedderConfig(name="osnet", model=str(osnet_pth), batch_size=16))
+    cfg = EmbedderConfig(name="osnet", model=str(osnet_pth), batch_size=16, device="cpu")
+    emb = create_embedder(cfg) if runtime == "auto" else OSNetEmbedder(cfg, runtime="torch")
+    assert (emb.session is not None) == (runtime == "auto")  # on the CPU: onnxruntime on the exported net
     assert emb.variant == "osnet_x0_25" and emb.dim == 512 and emb.size_hw == onnx.size_hw == (256, 128)
     assert "osnet" in CROP_BACKENDS and isinstance(emb, CropEmbedder)
     assert (emb.crop_pad, emb.crop_square) == (onnx.crop_pad, onnx.crop_square)

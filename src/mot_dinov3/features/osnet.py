@@ -12,7 +12,8 @@ release and ``boxmot`` brings a whole tracking stack; the network is small enoug
 The embedder (``embedder='osnet'``) sees the same crops as the ``onnx`` backend (the detection box
 stretched to 256x128, RGB with ImageNet mean/std) and returns the same vectors as an ONNX export of the
 same weights, L2-normalised. For inference the BatchNorm layers are folded into the convolutions before
-them (:func:`fuse_batchnorm`), which changes nothing but the rounding.
+them (:func:`fuse_batchnorm`), which changes nothing but the rounding; on the CPU the folded network is
+exported to ONNX in memory and run by onnxruntime (:func:`onnx_session`).
 """
 
 from __future__ import annotations
@@ -358,12 +359,53 @@ def load_osnet(path: str | Path, variant: str | None = None) -> tuple[OSNet, str
     return model.eval(), name
 
 
+def onnx_session(model: nn.Module, threads: int | None = None) -> Any | None:
+    """An onnxruntime CPU session of ``model`` (exported in memory with ``torch.onnx``, batch axis dynamic,
+    input ``images`` (B, 3, 256, 128)), on ``threads`` intra-op threads (``None``: onnxruntime's default);
+    ``None`` where the ``onnx`` package or the export is unavailable (the caller then runs PyTorch)."""
+    import io
+    import logging
+    import warnings
+
+    import onnxruntime as ort
+
+    buf = io.BytesIO()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                model.to(memory_format=torch.contiguous_format),
+                torch.zeros(1, 3, *INPUT_HW),
+                buf,
+                dynamo=False,
+                input_names=["images"],
+                output_names=["features"],
+                dynamic_axes={"images": {0: "batch"}, "features": {0: "batch"}},
+                opset_version=17,
+            )
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        return ort.InferenceSession(buf.getvalue(), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # no onnx package, an exporter change: PyTorch still works
+        logging.getLogger(__name__).info("OSNet runs in PyTorch (ONNX export unavailable: %s)", exc)
+        return None
+    finally:
+        model.to(memory_format=torch.channels_last)
+
+
 class OSNetEmbedder:
     """OSNet ReID embedder on torchreid weights (``embedder='osnet'``, ``embed_model='PATH.pth'``).
 
     Crops, batching and lazy (buffered) crops work as in the ``onnx`` backend: ``crop`` gives (256, 128, 3)
     uint8 BGR windows, ``embed`` / ``embed_crops`` give (M, D) float32 L2-normalised rows (D = 512 for
     torchreid's models). Architecture: Zhou et al., arXiv 1905.00953.
+
+    Args:
+        cfg: ``model`` is the checkpoint; ``device``, ``batch_size``, crop settings as for every backend.
+        runtime: ``"auto"``: on the CPU the loaded network is exported to ONNX in memory and run by
+            onnxruntime (faster there than PyTorch; the same vectors), on CUDA PyTorch; ``"torch"``: always
+            PyTorch.
 
     Raises:
         UserError: no ``embed_model``, or the file is not an OSNet state_dict (``MissingFileError`` when
@@ -375,7 +417,7 @@ class OSNetEmbedder:
     cost_free = False
     default_crop = OnnxEmbedder.default_crop  # the same crops as the ONNX ReID path
 
-    def __init__(self, cfg: EmbedderConfig):
+    def __init__(self, cfg: EmbedderConfig, runtime: str = "auto"):
         if not cfg.model:
             raise UserError(
                 "embedder='osnet' needs embed_model=PATH.pth (torchreid OSNet weights, e.g. osnet_x0_25_msmt17.pth)"
@@ -384,6 +426,8 @@ class OSNetEmbedder:
         self.device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = fuse_batchnorm(model).to(self.device).to(memory_format=torch.channels_last)
         self.dim = model.dim
+        # on the CPU, onnxruntime runs this network faster than PyTorch: export the loaded model once
+        self.session = onnx_session(self.model) if self.device.type == "cpu" and runtime == "auto" else None
         self.size_hw = INPUT_HW
         self.max_batch = cfg.batch_size
         self.cfg = cfg
@@ -400,6 +444,8 @@ class OSNetEmbedder:
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """(B, 3, 256, 128) float32 normalised RGB -> (B, D) float32 OSNet features, not normalised."""
+        if self.session is not None:
+            return self.session.run(None, {"images": np.ascontiguousarray(x, np.float32)})[0]
         with torch.inference_mode():
             t = torch.from_numpy(x).to(self.device).contiguous(memory_format=torch.channels_last)
             return self.model(t).float().cpu().numpy()
