@@ -363,30 +363,31 @@ def onnx_session(model: nn.Module, threads: int | None = None) -> Any | None:
     """An onnxruntime CPU session of ``model`` (exported in memory with ``torch.onnx``, batch axis dynamic,
     input ``images`` (B, 3, 256, 128)), on ``threads`` intra-op threads (``None``: onnxruntime's default);
     ``None`` where the ``onnx`` package or the export is unavailable (the caller then runs PyTorch)."""
-    import io
     import logging
+    import tempfile
     import warnings
 
     import onnxruntime as ort
 
-    buf = io.BytesIO()
     try:
-        with warnings.catch_warnings():
+        with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            path = Path(tmp) / "osnet.onnx"
             torch.onnx.export(
                 model.to(memory_format=torch.contiguous_format),
-                torch.zeros(1, 3, *INPUT_HW),
-                buf,
+                (torch.zeros(1, 3, *INPUT_HW),),
+                str(path),
                 dynamo=False,
                 input_names=["images"],
                 output_names=["features"],
                 dynamic_axes={"images": {0: "batch"}, "features": {0: "batch"}},
                 opset_version=17,
             )
+            data = path.read_bytes()
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
-        return ort.InferenceSession(buf.getvalue(), options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # no onnx package, an exporter change: PyTorch still works
         logging.getLogger(__name__).info("OSNet runs in PyTorch (ONNX export unavailable: %s)", exc)
         return None
