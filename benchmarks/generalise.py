@@ -139,7 +139,7 @@ ABLATIONS: dict[str, tuple[dict, dict, tuple[str, object] | None]] = {
     "min_hits": ({"min_hits": 1}, {}, None),
     "EMA catch-up": ({}, {}, ("_update_embedding", _no_catch_up)),
     "near_lost": ({}, {"near_lost_frames": 0}, None),
-    "near_lost for new tracks": ({}, {"near_lost_new_frames": -1}, None),
+    "near_lost for new tracks": ({}, {"near_lost_new_frames": 0}, None),
     "near_lost clearing": ({}, {"near_lost_clear_frames": 0}, None),
     "young memories": ({}, {"young_samples": 0}, None),
     "buffered looks": ({}, {"lazy_samples": 0}, None),

@@ -65,3 +65,15 @@ def tud_campus() -> Path:
 @pytest.fixture(scope="session")
 def mot17_09() -> Path:
     return shared_path("data/MOT17/train/MOT17-09-FRCNN")
+
+
+@pytest.fixture(scope="session")
+def person_detections(tmp_path_factory, yolov8n):
+    """``seq -> SequenceDetections``: the CLI's default detector settings (yolov8n @960, conf 0.1, class 0)
+    run once per sequence in this session, for tests that replay the same boxes under several configs."""
+    from mot_dinov3 import replay
+    from mot_dinov3.config import DetectorConfig
+
+    cache = tmp_path_factory.mktemp("detections")
+    det = DetectorConfig(model=str(yolov8n), conf=0.1, imgsz=960, classes=[0])
+    return lambda seq: replay.load_or_detect(cache, Path(seq), det)

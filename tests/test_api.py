@@ -8,8 +8,6 @@ import numpy as np
 import pytest
 
 import mot_dinov3
-from mot_dinov3 import replay
-from mot_dinov3.config import DetectorConfig
 from mot_dinov3.io import FrameSource, MotWriter
 
 
@@ -65,7 +63,9 @@ def test_bad_arguments_raise_value_errors_with_the_fix():
 
 
 @pytest.mark.slow
-def test_update_on_cached_detections_and_track_give_the_clis_mot_txt(tmp_path, yolov8n, osnet_onnx, tud_campus):
+def test_update_on_cached_detections_and_track_give_the_clis_mot_txt(
+    tmp_path, yolov8n, osnet_onnx, tud_campus, person_detections
+):
     """The CLI, track() and MultiObjectTracker.update on the same detector's boxes: the same MOT txt, byte for byte."""
     cli_txt, api_txt, mot_txt = tmp_path / "cli.txt", tmp_path / "api.txt", tmp_path / "update.txt"
     opts = ["--det", str(yolov8n), "--classes", "0", "--embedder", "onnx", "--embed-model", str(osnet_onnx)]
@@ -100,9 +100,7 @@ def test_update_on_cached_detections_and_track_give_the_clis_mot_txt(tmp_path, y
     )
     assert summary.frames == 71 and api_txt.read_bytes() == cli_txt.read_bytes()
 
-    dets = replay.load_or_detect(
-        tmp_path / "cache", tud_campus, DetectorConfig(model=str(yolov8n), conf=0.1, imgsz=960, classes=[0])
-    )
+    dets = person_detections(tud_campus)
     source = FrameSource(tud_campus)
     mot = mot_dinov3.MultiObjectTracker(embedder="onnx", embed_model=str(osnet_onnx), fps=source.fps)
     writer = MotWriter(str(mot_txt))

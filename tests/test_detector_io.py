@@ -119,7 +119,12 @@ def test_prefetch_reraises_reader_errors_in_order_and_stops_its_thread():
 
 
 def test_mot_writer_format(tmp_path):
+    (tmp_path / "r.txt").write_text("an earlier run\n")
     w = MotWriter(tmp_path / "r.txt")
     w.write(3, np.array([7]), np.array([[10.0, 20.0, 40.0, 80.0]]), np.array([0.9]))
-    assert (tmp_path / "r.txt").read_text() == "3,7,10.00,20.00,30.00,60.00,0.9000,-1,-1,-1\n"  # flushed already
+    line = "3,7,10.00,20.00,30.00,60.00,0.9000,-1,-1,-1\n"
+    (part,) = tmp_path.glob("r.txt.*.part")
+    assert part.read_text() == line  # flushed already, beside the earlier file, which is untouched
+    assert (tmp_path / "r.txt").read_text() == "an earlier run\n"
     w.close()
+    assert (tmp_path / "r.txt").read_text() == line and not part.exists()

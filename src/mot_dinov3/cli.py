@@ -1,7 +1,8 @@
 """Command line: ``mot-dinov3 [track] --source ...`` and ``mot-dinov3 eval --gt-root ... --res-dir ...``.
 
 Flags become config dataclasses; :class:`~mot_dinov3.errors.UserError` becomes a one-line message and
-exit code 2 (full traceback with ``--debug``); an interrupted run exits 130 after printing its summary.
+exit code 2 (full traceback with ``--debug``; a write error prints the run summary first); an interrupted
+run (Ctrl-C, SIGTERM or SIGHUP, at any point) exits 130, after printing its summary once it runs.
 The library's messages name its Python parameters (``embed_model='x.onnx'``); :func:`flag_message`
 turns them into this command's flags (``--embed-model x.onnx``) where they are shown.
 """
@@ -10,11 +11,13 @@ from __future__ import annotations
 
 import argparse
 import ast
-import json
+import contextlib
 import logging
 import re
+import signal
 import sys
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 
 from mot_dinov3.errors import UserError
@@ -115,17 +118,18 @@ def _finish(summary) -> int:
 
 
 def _eval(argv: list[str]) -> int:
-    from mot_dinov3.evaluate import evaluate, format_table
+    from mot_dinov3.evaluate import check_report_path, evaluate, format_table, save_table
 
     parser = eval_parser()
     args = parser.parse_args(argv)
 
     def go() -> int:
+        if args.save_json:
+            check_report_path(args.save_json, args.gt_root, args.res_dir)
         table = evaluate(args.gt_root, args.res_dir, args.seqs)
         print(format_table(table))
         if args.save_json:
-            Path(args.save_json).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.save_json).write_text(json.dumps(table, indent=2))
+            save_table(table, args.save_json)
         return 0
 
     return _guard(args.debug, go, parser)
@@ -140,6 +144,9 @@ def _guard(debug: bool, fn, parser: argparse.ArgumentParser) -> int:
     try:
         return fn()
     except UserError as exc:
+        partial = getattr(exc, "summary", None)  # a write error: what was complete is written
+        if partial is not None:
+            print(partial.text())
         if debug:
             traceback.print_exc()
         print(f"error: {flag_message(str(exc), parser)}", file=sys.stderr)
@@ -152,8 +159,39 @@ def _guard(debug: bool, fn, parser: argparse.ArgumentParser) -> int:
             h.removeFilter(flags)
 
 
+@contextlib.contextmanager
+def _signals_as_interrupt() -> Iterator[None]:
+    """Within the block SIGTERM and SIGHUP (where the platform has it) raise ``KeyboardInterrupt`` like
+    Ctrl-C; the previous handlers are restored after. Only in the main thread (elsewhere: no change)."""
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = {}
+    with contextlib.suppress(ValueError):  # ValueError: not the main thread
+        for name in ("SIGTERM", "SIGHUP"):
+            if hasattr(signal, name):
+                previous[getattr(signal, name)] = signal.signal(getattr(signal, name), handler)
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``mot-dinov3`` console script and ``python cli.py``."""
+    """Entry point of the ``mot-dinov3`` console script and ``python cli.py``: SIGTERM and SIGHUP stop
+    it like Ctrl-C (exit 130; a run finalises its outputs and prints its summary)."""
+    with _signals_as_interrupt():
+        try:
+            return _dispatch(argv)
+        except KeyboardInterrupt:  # before a subcommand handles it (imports, loading)
+            print("interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
+
+
+def _dispatch(argv: list[str] | None) -> int:
+    """Run the subcommand ``argv`` (default: ``sys.argv[1:]``) names."""
     from dotenv import load_dotenv
 
     load_dotenv(Path.cwd() / ".env")  # HF_TOKEN and friends; real environment variables win
@@ -165,6 +203,10 @@ def main(argv: list[str] | None = None) -> int:
         from mot_dinov3.models.cli import main as models_main
 
         return models_main(argv[1:])
+    if argv and argv[0] == "dense":  # dense DINO features: match, pca, point-track
+        from mot_dinov3.dense.cli import main as dense_main
+
+        return dense_main(argv[1:])
     if argv and argv[0] == "track":
         argv = argv[1:]
     return _track(argv)

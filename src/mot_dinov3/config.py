@@ -8,10 +8,12 @@ Tracker thresholds can also come from a YAML file whose keys reuse the BoT-SORT 
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
@@ -23,6 +25,102 @@ DEFAULT_CLIP_MODEL = "openai/clip-vit-base-patch32"
 # an embedding of a box overlapping another detection above this IoU mixes two objects: it is matched
 # with, but never enters a track's memory (tracker) nor is kept as a look to embed later (scheduler)
 CLEAN_OVERLAP_IOU = 0.3
+MAX_IMGSZ = 4096
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values one config field accepts.
+
+    Attributes:
+        kind: ``int``, ``float`` (an int is accepted) or ``bool``; a bool is not a number, nor is a string.
+        lo, hi: inclusive bounds (``None``: unbounded); numbers must be finite.
+        lo_open: ``lo`` itself is excluded.
+        optional: ``None`` is accepted (the field's "not set").
+        why: the reason for a bound, added to the message.
+    """
+
+    kind: type
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    optional: bool = False
+    why: str = ""
+
+    def describe(self) -> str:
+        """``a number in [0, 1]``, ``an integer >= 1``, ``true or false``."""
+        if self.kind is bool:
+            return "true or false"
+        what = "an integer" if self.kind is int else "a number"
+        if self.lo is not None and self.hi is not None:
+            return f"{what} in {'(' if self.lo_open else '['}{self.lo:g}, {self.hi:g}]"
+        if self.lo is not None:
+            return f"{what} {'>' if self.lo_open else '>='} {self.lo:g}"
+        return f"{what} <= {self.hi:g}" if self.hi is not None else f"a finite {what.split()[-1]}"
+
+
+def check_range(name: str, value: object, rule: Range) -> None:
+    """Check one value against its :class:`Range`.
+
+    Raises:
+        UserError: ``name=value: must be a number in [lo, hi]`` (the type, a NaN / infinity, or a bound).
+    """
+    if value is None and rule.optional:
+        return
+    if rule.kind is bool:
+        ok = isinstance(value, bool)
+    else:
+        wanted = numbers.Integral if rule.kind is int else numbers.Real
+        ok = isinstance(value, wanted) and not isinstance(value, bool)
+        if ok:
+            v = float(value)  # type: ignore[arg-type]
+            if not math.isfinite(v):
+                raise UserError(f"{name}={value!r}: not a finite number; must be {rule.describe()}")
+            ok = (rule.lo is None or v > rule.lo or (v == rule.lo and not rule.lo_open)) and (
+                rule.hi is None or v <= rule.hi
+            )
+    if not ok:
+        why = f" ({rule.why})" if rule.why else ""
+        raise UserError(f"{name}={value!r}: must be {rule.describe()}{why}")
+
+
+def check_fields(config: Any) -> None:
+    """Check every field of ``config`` named in its class's ``RANGES`` (see :func:`check_range`)."""
+    for name, rule in type(config).RANGES.items():
+        check_range(name, getattr(config, name), rule)
+
+
+def check_device(name: str, device: str | None, here: bool = False) -> None:
+    """A torch device string (``None``: the default, always fine); with ``here``, one this machine has.
+
+    Raises:
+        UserError: not a cpu / cuda / mps device string, or (``here``) a CUDA / MPS device this
+            machine does not have.
+    """
+    if device is None:
+        return
+    import torch
+
+    try:
+        d = torch.device(device)
+    except (RuntimeError, TypeError):
+        d = None
+    if d is None or d.type not in ("cpu", "cuda", "mps"):
+        raise UserError(f"{name}={device!r}: not a device; use 'cpu', 'cuda', 'cuda:N' or 'mps'")
+    if not here:
+        return
+    if d.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (d.index or 0) >= n:
+            have = f"this machine has cuda:0 to cuda:{n - 1}" if n else "no CUDA GPU is available"
+            raise UserError(f"{name}={device!r}: {have}; use {name}='cpu' or a GPU it has")
+    if d.type == "mps" and not torch.backends.mps.is_available():
+        raise UserError(f"{name}={device!r}: Apple MPS is not available here; use {name}='cpu'")
+
+
+_UNIT = Range(float, 0.0, 1.0)  # thresholds, IoUs, confidences, EMA weights
+_COSINE = Range(float, 0.0, 2.0)  # cosine distances
+_COUNT = Range(int, 0.0)  # frames, samples
 
 
 @dataclass
@@ -44,6 +142,17 @@ class DetectorConfig:
     classes: list[int] | None = None
     device: str | None = None
     capture_features: bool = False
+
+    RANGES: ClassVar[dict[str, Range]] = {
+        "conf": _UNIT,
+        "imgsz": Range(int, 32, MAX_IMGSZ, why=f"pixels; above {MAX_IMGSZ} one frame needs gigabytes"),
+    }
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        for c in self.classes or []:
+            check_range("classes", c, Range(int, 0))
+        check_device("device", self.device)
 
 
 @dataclass
@@ -74,6 +183,15 @@ class EmbedderConfig:
     crop_square: bool | None = None
     batch_size: int = 32
     device: str | None = None
+
+    RANGES: ClassVar[dict[str, Range]] = {
+        "crop_pad": Range(float, 0.0, 1.0, optional=True),
+        "batch_size": Range(int, 1),
+    }
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        check_device("device", self.device)
 
 
 @dataclass
@@ -141,6 +259,27 @@ class SchedulerConfig:
     lazy_window: int = 15
     look_overlap_thr: float = 0.3
 
+    RANGES: ClassVar[dict[str, Range]] = {
+        "refresh_every": Range(int, 1),
+        "iou_gate": _UNIT,
+        "overlap_thr": _UNIT,
+        "budget_ms": Range(float, 0.0),
+        "ema_alpha": _UNIT,
+        "contest_iou": _UNIT,
+        "near_lost_frames": _COUNT,
+        "near_lost_new_frames": _COUNT,
+        "near_lost_clear": _COSINE,
+        "near_lost_clear_frames": _COUNT,
+        "young_samples": _COUNT,
+        "lazy_samples": _COUNT,
+        "lazy_spacing": _COUNT,
+        "lazy_window": _COUNT,
+        "look_overlap_thr": _UNIT,
+    }
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
     def derived(self, tracker: TrackerConfig) -> SchedulerConfig:
         """This config with the thresholds that mirror the tracker's set from it: ``contest_iou`` (where
         appearance enters the fused cost, ``1 - proximity_thresh``), ``near_lost_clear`` (the loosest
@@ -202,6 +341,25 @@ class TrackerConfig:
     alpha: float = 0.9
     use_hungarian: bool = True
 
+    RANGES: ClassVar[dict[str, Range]] = {
+        "track_high_thresh": _UNIT,
+        "track_low_thresh": _UNIT,
+        "new_track_thresh": _UNIT,
+        "track_buffer": _COUNT,
+        "match_thresh": _UNIT,
+        "proximity_thresh": _UNIT,
+        "appearance_thresh": _COSINE,
+        "reid_thresh": _COSINE,
+        "reid_max_dist": Range(float, 0.0),
+        "reid_motion_thresh": _COSINE,
+        "min_hits": _COUNT,
+        "alpha": _UNIT,
+        "use_hungarian": Range(bool),
+    }
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
     @classmethod
     def from_yaml(cls, path: str | Path) -> TrackerConfig:
         """Load a tracker config; unknown keys are an error so typos do not pass silently.
@@ -226,7 +384,10 @@ class TrackerConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise UserError(f"tracker config {p}: unknown keys {unknown}; valid keys are {sorted(known)}")
-        return cls(**data)
+        try:
+            return cls(**data)
+        except UserError as exc:  # a value of the wrong type or out of range
+            raise UserError(f"tracker config {p}: {exc}") from exc
 
 
 @dataclass
@@ -253,6 +414,15 @@ class OutputConfig:
     font_scale: float | None = None
     progress: bool = True
 
+    RANGES: ClassVar[dict[str, Range]] = {
+        "fps": Range(float, 0.0, 1000.0, lo_open=True, optional=True),
+        "line_thickness": Range(int, 1, 50, optional=True),
+        "font_scale": Range(float, 0.0, 10.0, lo_open=True, optional=True),
+    }
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
 
 @dataclass
 class RunConfig:
@@ -265,3 +435,8 @@ class RunConfig:
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     max_frames: int | None = None
+
+    RANGES: ClassVar[dict[str, Range]] = {"max_frames": Range(int, 1, optional=True)}
+
+    def __post_init__(self) -> None:
+        check_fields(self)

@@ -4,6 +4,10 @@ Feature capture uses Ultralytics' own mechanism (the one its BoT-SORT ``model: a
 forward pre-hook on the ``Detect`` head stores the input feature maps on the predictor as ``_feats``;
 the detection predictor then runs NMS with ``return_idxs=True`` and attaches to each result the
 feature cell of every kept box, channel-averaged to the smallest level's width (64 for YOLOv8n).
+
+Ultralytics' run-time ``pip install`` of a missing package (``openvino`` for an OpenVINO folder ...)
+is switched off (its ``YOLO_AUTOINSTALL`` switch, unless the user set that variable): a missing package
+is a one-line error naming it.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from mot_dinov3.config import DetectorConfig
 from mot_dinov3.errors import MissingFileError, UserError
 
 WEIGHTS_ENV = "MOT_DINOV3_WEIGHTS"
+AUTOINSTALL_ENV = "YOLO_AUTOINSTALL"
+PIP_NAMES = {"paddle": "paddlepaddle", "tflite_runtime": "tflite-runtime"}  # import name -> pip name, where they differ
 
 
 @dataclass
@@ -70,15 +76,19 @@ class Detector:
         cfg: detector settings.
 
     Raises:
-        UserError: weights missing or not loadable (offline and not cached, corrupt file), or
-            ``capture_features`` requested for a model without a PyTorch ``Detect`` head.
+        UserError: weights missing or not loadable (offline and not cached, corrupt file), class ids
+            the model does not have, or ``capture_features`` requested for a model without a PyTorch
+            ``Detect`` head. An exported model loads at its first frame: a missing package, a model that
+            is not a detector or a class id it does not have is raised by the first call.
     """
 
     def __init__(self, cfg: DetectorConfig):
         import torch
         from ultralytics import YOLO
 
+        _no_autoinstall()
         self.cfg = cfg
+        self._ran = False
         weights = resolve_weights(cfg.model)
         try:
             task = "detect" if Path(weights).is_dir() else None  # exported folders need the task named
@@ -97,10 +107,21 @@ class Detector:
                     "exported model; pass a .pt file or choose another embedder"
                 )
             self.model.add_callback("on_predict_start", _install_feature_hook)
+        if isinstance(getattr(self.model, "model", None), torch.nn.Module):  # exported: known after loading
+            self._check_classes()
 
-    def __call__(self, image: np.ndarray) -> Detections:
-        """Detect objects in one (H, W, 3) uint8 BGR image."""
-        r: Any = self.model.predict(
+    def _check_classes(self) -> None:
+        names = self.model.names
+        missing = [c for c in self.cfg.classes or [] if c not in names]
+        if missing and names:
+            lo, hi = min(names), max(names)
+            raise UserError(
+                f"classes={','.join(map(str, self.cfg.classes or []))!r}: det={self.cfg.model!r} has no class "
+                f"{', '.join(map(str, missing))}; its classes are {lo} ({names[lo]}) to {hi} ({names[hi]})"
+            )
+
+    def _predict(self, image: np.ndarray) -> Any:
+        return self.model.predict(
             image,
             conf=self.cfg.conf,
             imgsz=self.cfg.imgsz,
@@ -108,6 +129,35 @@ class Detector:
             device=self.cfg.device,
             verbose=False,
         )[0]  # type: ignore[index]
+
+    def _first_predict(self, image: np.ndarray) -> Any:
+        """:meth:`_predict`, where an exported model loads: its failures become one-line errors."""
+        try:
+            r = self._predict(image)
+        except UserError:
+            raise
+        except ModuleNotFoundError as exc:  # the package of an exported format (Ultralytics installs none here)
+            module = (exc.name or "").split(".")[0] or str(exc)
+            package = PIP_NAMES.get(module, module)
+            raise UserError(
+                f"det={self.cfg.model!r} needs the Python package {package!r}, which is not installed: "
+                f"pip install {package}"
+            ) from exc
+        except Exception as exc:  # not a detector, a broken export ...
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise UserError(
+                f"det={self.cfg.model!r}: the detector failed on the first frame ({exc.__class__.__name__}: "
+                f"{first}); pass a YOLO detection model (.pt file or Ultralytics export)"
+            ) from exc
+        if getattr(r, "boxes", None) is None:  # a classification model
+            raise UserError(f"det={self.cfg.model!r} gives no boxes; pass a YOLO detection model")
+        self._check_classes()
+        self._ran = True
+        return r
+
+    def __call__(self, image: np.ndarray) -> Detections:
+        """Detect objects in one (H, W, 3) uint8 BGR image."""
+        r = self._predict(image) if self._ran else self._first_predict(image)
         boxes: Any = r.boxes
         xyxy = boxes.xyxy.cpu().numpy().astype(np.float32)
         feats = None
@@ -122,6 +172,15 @@ class Detector:
         return Detections(
             xyxy, boxes.conf.cpu().numpy().astype(np.float32), boxes.cls.cpu().numpy().astype(np.int64), feats
         )
+
+
+def _no_autoinstall() -> None:
+    """Switch off Ultralytics' run-time ``pip install`` of missing packages, unless the user set
+    ``YOLO_AUTOINSTALL`` (Ultralytics reads it once, at import, into ``checks.AUTOINSTALL``)."""
+    if AUTOINSTALL_ENV not in os.environ:
+        from ultralytics.utils import checks
+
+        checks.AUTOINSTALL = False
 
 
 def _install_feature_hook(predictor) -> None:

@@ -7,19 +7,25 @@ Sequences of both kinds can be mixed: each group runs through TrackEval separate
 per-sequence results are then combined with TrackEval's own ``combine_sequences``.
 Metrics: Luiten et al., HOTA, IJCV 2020 (arXiv 2009.07736); CLEAR MOT (Bernardin & Stiefelhagen 2008);
 IDF1 (Ristani et al. 2016).
+
+Result files are checked line by line before TrackEval reads them (:func:`check_results`), and
+TrackEval's own failures become one-line :class:`~mot_dinov3.errors.UserError` (the original chained).
 """
 
 from __future__ import annotations
 
 import contextlib
 import io as _io
+import json
+import math
 from pathlib import Path
 
 from mot_dinov3.errors import UserError
-from mot_dinov3.io import read_seqinfo
+from mot_dinov3.io import read_seqinfo, same_file, seqinfo_number, write_atomic
 
 COLUMNS = ("HOTA", "DetA", "AssA", "MOTA", "IDF1", "IDSW", "FP", "FN")
 COMBINED = "COMBINED"
+RESULT_FORMAT = "MOTChallenge results: one box per line, frame,id,x,y,w,h,conf,-1,-1,-1 (at least the first 7)"
 
 
 def gt_mode(gt_file: Path) -> str:
@@ -50,6 +56,81 @@ def find_sequences(gt_root: Path, seqs: list[str] | None) -> dict[str, Path]:
     return found
 
 
+def seq_length(seq_dir: Path) -> int | None:
+    """Frames of a sequence: ``seqLength`` of its ``seqinfo.ini``, else the images in ``img1/``."""
+    n = seqinfo_number(seq_dir, read_seqinfo(seq_dir), "seqlength", int)
+    return int(n) if n is not None else len(list((seq_dir / "img1").glob("*"))) or None
+
+
+def _row_problem(cells: list[str], length: int | None, seen: set[tuple[float, float]]) -> str | None:
+    """What is wrong with one result line split at its commas (``None``: nothing)."""
+    if cells and not cells[-1].strip():
+        cells = cells[:-1]  # a trailing comma
+    if len(cells) < 7:
+        return f"{len(cells)} column{'s' * (len(cells) != 1)}, expected at least 7"
+    values = []
+    for k, c in enumerate(cells, start=1):
+        try:
+            v = float(c)
+        except ValueError:
+            return f"column {k} is {c.strip()!r}, not a number"
+        if not math.isfinite(v):
+            return f"column {k} is {c.strip()}, not a finite number"
+        values.append(v)
+    frame, tid, w, h = values[0], values[1], values[4], values[5]
+    if frame < 1 or frame != int(frame):
+        return f"frame {cells[0].strip()} is not an integer >= 1"
+    if length is not None and frame > length:
+        return f"frame {int(frame)} is past the sequence's {length} frames"
+    if tid < 0 or tid != int(tid):
+        return f"id {cells[1].strip()} is not an integer >= 0"
+    if w < 0 or h < 0:
+        return f"negative box size {w:g}x{h:g}"
+    if (frame, tid) in seen:
+        return f"id {int(tid)} appears twice in frame {int(frame)}"
+    seen.add((frame, tid))
+    return None
+
+
+def check_results(path: Path, length: int | None = None) -> None:
+    """Check a result file before TrackEval reads it: numbers, columns, frames in ``[1, length]``, ids.
+
+    Raises:
+        UserError: naming the file, the line and the problem.
+    """
+    seen: set[tuple[float, float]] = set()
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for n, line in enumerate(f, start=1):
+            problem = _row_problem(line.split(","), length, seen) if line.strip() else "an empty line"
+            if problem:
+                raise UserError(f"{path}: line {n}: {problem}; write {RESULT_FORMAT}")
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:300] or exc.__class__.__name__
+
+
+def check_report_path(path: str | Path, gt_root: str | Path, res_dir: str | Path) -> None:
+    """Refuse a metrics file path that is one of the gt or result files evaluated.
+
+    Raises:
+        UserError: naming ``save_json``.
+    """
+    target = Path(path).resolve()
+    for p in [*Path(res_dir).glob("*.txt"), *Path(gt_root).glob("**/gt/gt.txt")]:
+        if same_file(target, p.resolve()):
+            raise UserError(f"save_json={str(path)!r} is an input of the evaluation ({p}); choose another path")
+
+
+def save_table(table: dict[str, dict[str, float]], path: str | Path) -> None:
+    """Write the metrics as JSON, through a temporary file (an earlier file is replaced only when complete).
+
+    Raises:
+        WriteError: naming ``save_json``.
+    """
+    write_atomic(path, json.dumps(table, indent=2), "save_json")
+
+
 def _run_group(mode: str, seq_dirs: dict[str, Path], res_dir: Path) -> dict[str, dict]:
     """TrackEval on one group of sequences -> ``{seq: {metric_family: raw result}}``."""
     import trackeval
@@ -57,17 +138,12 @@ def _run_group(mode: str, seq_dirs: dict[str, Path], res_dir: Path) -> dict[str,
     gt_folder = {d.parent for d in seq_dirs.values()}
     if len(gt_folder) != 1:  # TrackEval wants one gt folder per dataset
         return {k: v for seq, d in seq_dirs.items() for k, v in _run_group(mode, {seq: d}, res_dir).items()}
-    seq_info: dict[str, int | None] = {}
-    for seq, d in seq_dirs.items():
-        info = read_seqinfo(d)
-        if "seqlength" in info:
-            seq_info[seq] = int(info["seqlength"])
-        else:
-            seq_info[seq] = len(list((d / "img1").glob("*"))) or None
+    (gt_dir,) = gt_folder
+    seq_info = {seq: seq_length(d) for seq, d in seq_dirs.items()}
     ds_cfg = trackeval.datasets.MotChallenge2DBox.get_default_dataset_config()
     ds_cfg.update(
         {
-            "GT_FOLDER": str(gt_folder.pop()),
+            "GT_FOLDER": str(gt_dir),
             "TRACKERS_FOLDER": str(res_dir.parent),
             "TRACKERS_TO_EVAL": [res_dir.name],
             "TRACKER_SUB_FOLDER": "",
@@ -104,12 +180,18 @@ def _run_group(mode: str, seq_dirs: dict[str, Path], res_dir: Path) -> dict[str,
         trackeval.metrics.Identity({"PRINT_CONFIG": False}),
     ]
     try:
-        with contextlib.redirect_stdout(_io.StringIO()):
+        with contextlib.redirect_stdout(_io.StringIO()), contextlib.redirect_stderr(_io.StringIO()):  # its traceback
             dataset = trackeval.datasets.MotChallenge2DBox(ds_cfg)
             res, _ = trackeval.Evaluator(ev_cfg).evaluate([dataset], metrics)
     except trackeval.utils.TrackEvalException as exc:
         raise UserError(
-            f"res_dir={str(res_dir)!r}: {exc}; write one <seq>.txt per sequence (a tracking run's MOT txt results)"
+            f"res_dir={str(res_dir)!r}: {_one_line(exc)}; write one <seq>.txt per sequence (a tracking run's "
+            "MOT txt results)"
+        ) from exc
+    except Exception as exc:  # TrackEval's own failures on unusual files: no traceback for the user
+        raise UserError(
+            f"res_dir={str(res_dir)!r}: TrackEval failed ({exc.__class__.__name__}: {_one_line(exc)}); check the "
+            f"gt files under {gt_dir} and the results"
         ) from exc
     per_seq = res["MotChallenge2DBox"][res_dir.name]
     return {seq: per_seq[seq]["pedestrian"] for seq in seq_dirs}
@@ -122,7 +204,8 @@ def evaluate(gt_root: str | Path, res_dir: str | Path, seqs: list[str] | None = 
         ``{seq or "COMBINED": {"HOTA", "DetA", "AssA", "MOTA", "IDF1" (fractions), "IDSW", "FP", "FN" (counts)}}``.
 
     Raises:
-        UserError: missing folders or result files.
+        UserError: missing folders or result files, a result line that is not MOTChallenge
+            (:func:`check_results`), or a failure inside TrackEval.
     """
     import trackeval
 
@@ -136,6 +219,8 @@ def evaluate(gt_root: str | Path, res_dir: str | Path, seqs: list[str] | None = 
             f"res_dir={str(res_dir)!r}: no result file for {', '.join(missing)}; write <seq>.txt for "
             "each sequence or pass seqs= to evaluate fewer"
         )
+    for seq, d in seq_dirs.items():
+        check_results(res_dir / f"{seq}.txt", seq_length(d))
     groups: dict[str, dict[str, Path]] = {}
     for seq, d in seq_dirs.items():
         groups.setdefault(gt_mode(d / "gt" / "gt.txt"), {})[seq] = d

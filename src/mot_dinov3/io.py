@@ -1,13 +1,22 @@
 """Frame sources (video file, MOTChallenge sequence, image folder) and result writers.
 
-Sources stream frames one at a time, so memory stays flat however long the input is. Writers flush
-as they go and are safe to close at any point, so an interrupted run keeps what it wrote.
+Sources stream frames one at a time, so memory stays flat however long the input is. Writers never
+touch an earlier file at their path while they work: they write ``<name>.<random>.part`` beside it and
+rename it into place when closed, and only when it holds at least one complete frame, so a run that
+fails before its first frame leaves the earlier results as they were, and an interrupted or failing
+run keeps every frame it finished (whole MOT lines, a playable video).
 """
 
 from __future__ import annotations
 
 import configparser
+import errno
+import logging
+import math
+import os
 import queue
+import secrets
+import shutil
 import threading
 from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
@@ -17,9 +26,12 @@ from typing import Any
 import cv2
 import numpy as np
 
-from mot_dinov3.errors import MissingFileError, UserError
+from mot_dinov3.errors import MissingFileError, UserError, WriteError
+
+log = logging.getLogger(__name__)
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+VIDEO_EXTS = (".mp4", ".m4v", ".mov", ".mkv", ".avi")  # what VideoWriter's codecs (mp4v, MJPG) can go in
 DEFAULT_FOLDER_FPS = 30.0
 
 
@@ -38,12 +50,45 @@ class Frame:
     timestamp: float
 
 
+def letterbox(image: np.ndarray, size_wh: tuple[int, int]) -> np.ndarray:
+    """``image`` scaled to fit ``size_wh`` (aspect ratio kept) and centred on black."""
+    w, h = size_wh
+    ih, iw = image.shape[:2]
+    scale = min(w / iw, h / ih)
+    nw, nh = max(1, min(w, round(iw * scale))), max(1, min(h, round(ih * scale)))
+    resized = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    out = np.zeros((h, w, 3), np.uint8)
+    top, left = (h - nh) // 2, (w - nw) // 2
+    out[top : top + nh, left : left + nw] = resized
+    return out
+
+
+class _FrameSize:
+    """Brings every frame to the first frame's size (:func:`letterbox`), with one notice for the source."""
+
+    def __init__(self, size_wh: tuple[int, int], what: str):
+        self.size_wh, self.what, self.noticed = size_wh, what, False
+
+    def __call__(self, image: np.ndarray, label: str) -> np.ndarray:
+        if image.shape[1::-1] == self.size_wh:
+            return image
+        if not self.noticed:
+            self.noticed = True
+            (w, h), (iw, ih) = self.size_wh, image.shape[1::-1]
+            log.warning(
+                f"note: {self.what}: frame {label} is {iw}x{ih}, not {w}x{h} like the first: letterboxed to "
+                f"{w}x{h} (and any later frame of another size)"
+            )
+        return letterbox(image, self.size_wh)
+
+
 class FrameSource:
     """Iterate the frames of a video file, a MOTChallenge sequence folder or a folder of images.
 
     Args:
         path: a video file; a folder with ``img1/`` and ``seqinfo.ini`` (fps and length read from it);
-            or a folder of images (sorted by name, fps ``fps`` or 30).
+            or a folder of images (sorted by name, fps ``fps`` or 30). Images of another size than the
+            first are letterboxed to its size (:func:`letterbox`, with a notice).
         fps: overrides the source's frame rate.
 
     Attributes:
@@ -58,6 +103,7 @@ class FrameSource:
     def __init__(self, path: str | Path, fps: float | None = None):
         self.path = Path(path)
         self._files: list[Path] | None = None
+        self._img_dir: Path | None = None
         self._cap: cv2.VideoCapture | None = None
         if not self.path.exists():
             raise MissingFileError(
@@ -76,7 +122,7 @@ class FrameSource:
         seq = read_seqinfo(self.path)  # keys are lower-case (configparser)
         if seq:
             img_dir = self.path / seq.get("imdir", "img1")
-            src_fps = float(seq["framerate"]) if "framerate" in seq else None
+            src_fps = seqinfo_number(self.path, seq, "framerate")
             self.name = seq.get("name", self.name)
         elif (self.path / "img1").is_dir():
             img_dir = self.path / "img1"
@@ -86,7 +132,7 @@ class FrameSource:
                 f"source={str(self.path)!r}: no images found in {img_dir}; pass a video file, "
                 "a MOTChallenge sequence folder (img1/ + seqinfo.ini) or a folder of images"
             )
-        self._files = files
+        self._files, self._img_dir = files, img_dir
         self.fps = float(fps or src_fps or DEFAULT_FOLDER_FPS)
         self.length: int | None = len(files)
         first = cv2.imread(str(files[0]))
@@ -113,11 +159,12 @@ class FrameSource:
 
     def __iter__(self) -> Iterator[Frame]:
         if self._files is not None:
+            sized = _FrameSize((self.width, self.height), f"source={str(self.path)!r}")
             for i, f in enumerate(self._files, start=1):
                 img = cv2.imread(str(f))
                 if img is None:
                     raise UserError(f"source={str(self.path)!r}: cannot decode image {f.name}; check the file")
-                yield Frame(i, img, (i - 1) / self.fps)
+                yield Frame(i, sized(img, f.name), (i - 1) / self.fps)
             return
         assert self._cap is not None
         i = 0
@@ -127,6 +174,20 @@ class FrameSource:
                 break
             i += 1
             yield Frame(i, img, (i - 1) / self.fps)
+
+    def input_role(self, path: Path) -> str | None:
+        """What the resolved ``path`` is to this source when writing it would destroy an input (``"the
+        source video"``, a place in the source image folder or the sequence's ``seqinfo.ini``, ``gt/``,
+        ``det/``); ``None`` when it is free."""
+        src = self.path.resolve()
+        if self._img_dir is None:
+            return "the source video" if same_file(path, src) else None
+        img_dir = self._img_dir.resolve()
+        if path.is_relative_to(img_dir):
+            return f"inside the source image folder {img_dir}"
+        if path == src / "seqinfo.ini" or path.is_relative_to(src / "gt") or path.is_relative_to(src / "det"):
+            return f"an input of the source sequence {src}"
+        return None
 
     def close(self) -> None:
         """Release the video handle (no-op for folders)."""
@@ -140,7 +201,8 @@ class ImageFrames:
     :class:`FrameSource`.
 
     Args:
-        images: (H, W, 3) uint8 BGR arrays, all of one size; the first is read at construction.
+        images: (H, W, 3) uint8 BGR arrays; the first is read at construction, and later ones of
+            another size are letterboxed to its size (:func:`letterbox`, with a notice).
         fps: their frame rate.
         name: the name results are written under.
 
@@ -166,8 +228,9 @@ class ImageFrames:
 
     def __iter__(self) -> Iterator[Frame]:
         yield Frame(1, self._first, 0.0)
+        sized = _FrameSize((self.width, self.height), "source")
         for i, image in enumerate(self._it, start=2):
-            yield Frame(i, self._check(image, i), (i - 1) / self.fps)
+            yield Frame(i, sized(self._check(image, i), str(i)), (i - 1) / self.fps)
 
     def close(self) -> None:
         """Nothing to release: the caller owns the iterable."""
@@ -227,21 +290,34 @@ def prefetch(frames: Iterable[Frame], depth: int = 4) -> Generator[Frame, None, 
         thread.join()
 
 
+def part_path(path: Path, keep_suffix: bool = False) -> Path:
+    """A fresh temporary name beside ``path``: ``<name>.<random>.part`` (``<stem>.<random>.part<suffix>``
+    with ``keep_suffix``, for writers that choose the format from the extension)."""
+    tag = secrets.token_hex(4)
+    return path.with_name(f"{path.stem}.{tag}.part{path.suffix}" if keep_suffix else f"{path.name}.{tag}.part")
+
+
 def ensure_writable(path: str | Path, name: str) -> Path:
-    """Create ``path``'s parent folder and check a file can be written there.
+    """Create ``path``'s parent folder and check a file can be created there, without touching ``path``
+    itself (an earlier file stays as it is until a complete new one replaces it).
 
     Args:
         path: the file to write.
         name: the parameter that named it (``output``, ``save_mot``, ``save_json``), for the message.
 
     Raises:
-        UserError: naming ``name`` when the location is not writable.
+        UserError: naming ``name`` when the location is not writable, is a folder or a read-only file.
     """
     p = Path(path)
     try:
+        if p.is_dir():
+            raise IsADirectoryError(errno.EISDIR, "it is a folder")
+        if p.exists() and not os.access(p, os.W_OK):
+            raise PermissionError(errno.EACCES, "the file is read-only")
         p.parent.mkdir(parents=True, exist_ok=True)
-        with open(p, "a"):
-            pass
+        probe = part_path(p)
+        probe.open("x").close()
+        probe.unlink()
     except OSError as exc:
         raise UserError(
             f"{name}={str(p)!r}: cannot write there ({exc.strerror or exc}); choose a writable path"
@@ -249,60 +325,207 @@ def ensure_writable(path: str | Path, name: str) -> Path:
     return p
 
 
-class VideoWriter:
-    """Annotated-video writer (OpenCV). ``mp4v`` for ``.mp4``/``.mov``, ``MJPG`` for ``.avi``.
+def same_file(a: Path, b: Path) -> bool:
+    """``a`` and ``b`` (resolved) name one file: equal, or both existing and the same inode."""
+    return a == b or (a.exists() and b.exists() and os.path.samefile(a, b))
 
-    The container is finalised by :meth:`close`, which is safe to call more than once, so a video
-    closed after an interrupt is playable.
+
+def check_outputs(paths: dict[str, str | None], source: FrameSource | ImageFrames) -> None:
+    """Refuse, before anything is written, an output path (``{name: path}``; ``None`` or ``""``: not
+    written) that is an input of ``source``, that another output uses too, or (``output``, the video)
+    whose extension the video writer cannot write; then check each one's folder is writable.
 
     Raises:
-        UserError: the file cannot be opened for writing.
+        UserError: naming the output and what it collides with.
+    """
+    seen: dict[Path, str] = {}
+    for name, given in paths.items():
+        if not given:
+            continue
+        path = str(given)
+        suffix = Path(path).suffix
+        if name == "output" and suffix.lower() not in VIDEO_EXTS:
+            kind = f"a {suffix} video" if suffix else "a video without an extension"
+            raise UserError(f"{name}={path!r}: cannot write {kind}; use one of {', '.join(VIDEO_EXTS)}")
+        resolved = Path(path).resolve()
+        role = source.input_role(resolved) if isinstance(source, FrameSource) else None
+        if role:
+            raise UserError(f"{name}={path!r} is {role}; choose another path")
+        other = next((n for p, n in seen.items() if same_file(resolved, p)), None)
+        if other:
+            raise UserError(f"{name}={path!r} is also {other}=; choose different paths")
+        seen[resolved] = name
+        ensure_writable(path, name)
+
+
+def _free_space(path: Path) -> str:
+    try:
+        return f"{shutil.disk_usage(path.parent).free / 2**20:.0f} MiB free there"
+    except OSError:
+        return "free space unknown"
+
+
+def _kept(path: Path) -> str:
+    return "; the earlier file there is kept" if path.exists() else ""
+
+
+def _commit(part: Path, path: Path, name: str, keep: bool) -> None:
+    """Rename ``part`` onto ``path`` (``keep``), else remove it.
+
+    Raises:
+        WriteError: the rename failed (``part`` is removed).
+    """
+    try:
+        if keep:
+            os.replace(part, path)
+            return
+    except OSError as exc:
+        raise WriteError(
+            f"{name}={str(path)!r}: cannot move the finished file into place ({exc.strerror or exc})"
+        ) from exc
+    finally:
+        if part.exists():
+            part.unlink()
+
+
+def write_atomic(path: str | Path, text: str, name: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file beside it, renamed into place when complete:
+    an earlier file at ``path`` is replaced only by a complete new one.
+
+    Raises:
+        WriteError: naming ``name`` (disk full, I/O error); ``path`` is left as it was.
+    """
+    p = ensure_writable(path, name)
+    part = part_path(p)
+    try:
+        with open(part, "x", encoding="utf-8") as f:
+            f.write(text)
+    except OSError as exc:
+        part.unlink(missing_ok=True)
+        raise WriteError(
+            f"{name}={str(p)!r}: cannot write ({exc.strerror or exc}; {_free_space(p)}){_kept(p)}"
+        ) from exc
+    _commit(part, p, name, keep=True)
+    return p
+
+
+class VideoWriter:
+    """Annotated-video writer (OpenCV): ``MJPG`` for ``.avi``, ``mp4v`` for the other :data:`VIDEO_EXTS`.
+
+    Frames go to a temporary file beside ``path``; :meth:`close` (safe to call more than once)
+    finalises it and renames it into place when it holds a playable frame, else removes it, so an
+    earlier video at ``path`` is never replaced by an empty or unplayable one.
+
+    Raises:
+        UserError: an extension OpenCV cannot write, or the file cannot be opened for writing.
     """
 
     def __init__(self, path: str | Path, fps: float, size_wh: tuple[int, int]):
+        if Path(path).suffix.lower() not in VIDEO_EXTS:
+            raise UserError(f"output={str(path)!r}: cannot write this video format; use one of {', '.join(VIDEO_EXTS)}")
         self.path = ensure_writable(path, "output")
+        self.size_wh = (int(size_wh[0]), int(size_wh[1]))
+        self._part = part_path(self.path, keep_suffix=True)
         fourcc = "MJPG" if self.path.suffix.lower() == ".avi" else "mp4v"
         self._w: cv2.VideoWriter | None = cv2.VideoWriter(
-            str(self.path), cv2.VideoWriter.fourcc(*fourcc), float(fps), size_wh
+            str(self._part), cv2.VideoWriter.fourcc(*fourcc), float(fps), self.size_wh
         )
         if not self._w.isOpened():
+            self._w = None
+            self._part.unlink(missing_ok=True)
             raise UserError(f"output={str(self.path)!r}: OpenCV cannot write this format; use a .mp4 or .avi path")
         self.frames = 0
 
     def write(self, image: np.ndarray) -> None:
         """Append one (H, W, 3) uint8 BGR frame of the size given at construction."""
         assert self._w is not None, "write after close"
+        if image.shape[1::-1] != self.size_wh:  # OpenCV would drop it silently
+            raise UserError(
+                f"output={str(self.path)!r}: a frame of {image.shape[1]}x{image.shape[0]} for a "
+                f"{self.size_wh[0]}x{self.size_wh[1]} video; give every frame the first one's size"
+            )
         self._w.write(image)
         self.frames += 1
 
     def close(self) -> None:
-        if self._w is not None:
-            self._w.release()
-            self._w = None
+        """Finalise the video: in place when it plays, removed when it holds no frame.
+
+        Raises:
+            WriteError: the finished file does not play (disk full, I/O error); it is removed and an
+                earlier file at ``path`` is kept.
+        """
+        if self._w is None:
+            return
+        self._w.release()
+        self._w = None
+        playable = False
+        if self.frames:
+            cap = cv2.VideoCapture(str(self._part))
+            playable = cap.isOpened() and cap.read()[0]
+            cap.release()
+        if self.frames and not playable:
+            space = _free_space(self.path)
+            self._part.unlink(missing_ok=True)
+            raise WriteError(
+                f"output={str(self.path)!r}: the finished video does not play (disk full or an I/O error? "
+                f"{space}); it was removed{_kept(self.path)}"
+            )
+        _commit(self._part, self.path, "output", keep=playable)
 
 
 class MotWriter:
     """MOTChallenge result writer: ``frame,id,x,y,w,h,conf,-1,-1,-1`` per line.
 
-    Frames are 1-based, boxes tlwh in pixels. Each frame's lines are flushed at once, so a killed run
-    keeps every finished frame.
+    Frames are 1-based, boxes tlwh in pixels. Each frame's lines go to a temporary file beside
+    ``path`` at once (unbuffered); :meth:`close` renames it into place when at least one frame was
+    written (an earlier file is replaced only then) and removes it otherwise.
     """
 
     def __init__(self, path: str | Path):
         self.path = ensure_writable(path, "save_mot")
-        self._f = open(self.path, "w", encoding="utf-8")
+        self._part = part_path(self.path)
+        self._f = open(self._part, "xb", buffering=0)
+        self._size = 0  # bytes of whole frames written
+        self.frames = 0
 
     def write(self, frame_index: int, ids: np.ndarray, xyxy: np.ndarray, conf: np.ndarray) -> None:
-        """Write one frame's tracks: ``ids`` (M,) int, ``xyxy`` (M, 4) float pixels, ``conf`` (M,) float."""
+        """Write one frame's tracks: ``ids`` (M,) int, ``xyxy`` (M, 4) float pixels, ``conf`` (M,) float.
+
+        Raises:
+            WriteError: the disk is full or failed; the file keeps the frames before this one, whole.
+        """
         lines = []
         for tid, (x1, y1, x2, y2), c in zip(ids, xyxy, conf):
             lines.append(f"{frame_index},{int(tid)},{x1:.2f},{y1:.2f},{x2 - x1:.2f},{y2 - y1:.2f},{c:.4f},-1,-1,-1\n")
-        self._f.writelines(lines)
-        self._f.flush()
+        data = memoryview("".join(lines).encode())
+        try:
+            while data:
+                n = self._f.write(data)
+                if not n:
+                    raise OSError(errno.EIO, "nothing was written")
+                data = data[n:]
+        except OSError as exc:
+            try:
+                self._f.truncate(self._size)  # no line cut in the middle
+            except OSError:
+                pass
+            raise WriteError(
+                f"save_mot={str(self.path)!r}: cannot write frame {frame_index} ({exc.strerror or exc}; "
+                f"{_free_space(self.path)})"
+                + (f"; the {self.frames} frames before it are kept" if self.frames else _kept(self.path))
+            ) from exc
+        self._size = self._f.tell()
+        self.frames += 1
 
     def close(self) -> None:
+        """Move the results into place (at least one frame written) or remove them.
+
+        Raises:
+            WriteError: the finished file cannot be moved into place.
+        """
         if not self._f.closed:
             self._f.close()
+            _commit(self._part, self.path, "save_mot", keep=self.frames > 0)
 
 
 def read_mot_txt(path: str | Path) -> np.ndarray:
@@ -314,7 +537,41 @@ def read_mot_txt(path: str | Path) -> np.ndarray:
 
 
 def read_seqinfo(seq_dir: str | Path) -> dict[str, str]:
-    """Return the ``[Sequence]`` section of ``seq_dir/seqinfo.ini`` (empty when absent)."""
+    """Return the ``[Sequence]`` section of ``seq_dir/seqinfo.ini`` (empty when absent).
+
+    Raises:
+        UserError: the file is not a valid INI file.
+    """
+    path = Path(seq_dir) / "seqinfo.ini"
     ini = configparser.ConfigParser()
-    ini.read(Path(seq_dir) / "seqinfo.ini")
+    try:
+        ini.read(path, encoding="utf-8")
+    except (configparser.Error, UnicodeDecodeError) as exc:
+        line = getattr(exc, "lineno", None)
+        where = f" at line {line}" if isinstance(line, int) else ""
+        raise UserError(
+            f"{path}: not a valid seqinfo.ini ({exc.__class__.__name__}{where}); write a [Sequence] section of "
+            "key=value lines (frameRate, seqLength, imDir) or remove the file"
+        ) from exc
     return dict(ini["Sequence"]) if ini.has_section("Sequence") else {}
+
+
+def seqinfo_number(seq_dir: Path, seq: dict[str, str], key: str, kind: type = float) -> float | None:
+    """``seq[key]`` (a lower-case ``seqinfo.ini`` key) as a finite number > 0 of ``kind``; ``None`` when absent.
+
+    Raises:
+        UserError: the value is not such a number.
+    """
+    text = seq.get(key)
+    if text is None:
+        return None
+    try:
+        value = kind(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise UserError(
+            f"{Path(seq_dir) / 'seqinfo.ini'}: {key}={text!r} is not a{'n integer' if kind is int else ' number'} > 0; "
+            "fix the file"
+        )
+    return value

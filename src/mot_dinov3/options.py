@@ -16,6 +16,8 @@ from mot_dinov3.config import (
     RunConfig,
     SchedulerConfig,
     TrackerConfig,
+    check_device,
+    check_range,
 )
 from mot_dinov3.errors import UserError
 
@@ -58,7 +60,9 @@ def track_parser() -> argparse.ArgumentParser:
     )
     g = p.add_argument_group("input / output")
     g.add_argument("--source", required=True, help="video file, MOTChallenge sequence folder or image folder")
-    g.add_argument("--output", default="outputs/tracked.mp4", help="annotated video (.mp4/.avi); '' for none")
+    g.add_argument(
+        "--output", default="outputs/tracked.mp4", help="annotated video (.mp4, .m4v, .mov, .mkv or .avi); '' for none"
+    )
     g.add_argument("--save-mot", metavar="PATH", help="write MOTChallenge txt results")
     g.add_argument("--save-json", metavar="PATH", help="write the run summary as JSON")
     g.add_argument("--fps", type=float, help="output video fps (default: the source fps)")
@@ -182,8 +186,12 @@ def build_run_config(a: argparse.Namespace) -> RunConfig:
     said = [f"{name}={value!r}" for name, (_, value) in given.items()]  # as the messages name them
     refresh: dict[str, Any] = dict(given.values())  # SchedulerConfig fields the user set
     device = "cpu" if a.cpu else a.device
-    if refresh.get("refresh_every", 1) < 1:
-        raise UserError(f"embed_refresh={refresh['refresh_every']!r}: must be >= 1 frame")
+    check_device("device", device, here=True)  # the configs check only the spelling
+    every = refresh.get("refresh_every", 1)
+    if isinstance(every, int) and every < 1:
+        raise UserError(f"embed_refresh={every!r}: must be >= 1 frame")
+    for option, (fname, value) in {**given, "embed_overlap_thr": ("overlap_thr", a.embed_overlap_thr)}.items():
+        check_range(option, value, SchedulerConfig.RANGES[fname])  # named as the option, not the field
     if lazy and a.embed_all:
         raise UserError("embed_lazy=True with embed_all=True: choose one (embed_all=True computes every embedding)")
     if given and not a.embed_all and lazy:
@@ -246,7 +254,7 @@ def config_from_options(source: str, options: dict[str, Any]) -> RunConfig:
     ns = parser.parse_args(["--source", source])
     for key, value in options.items():
         if key == "classes" and isinstance(value, (list, tuple)):
-            value = ",".join(str(int(v)) for v in value)
+            value = ",".join(str(v) for v in value)  # parse_classes checks the ids
         if key == "output" and value is None:
             value = ""
         setattr(ns, key, value)

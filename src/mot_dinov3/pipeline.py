@@ -8,16 +8,20 @@ the scheduler plans which detections need a fresh embedding against those predic
 embedder (with lazy memory, the default, it also embeds buffered looks of the tracks whose memory is
 read this frame, which the tracker absorbs first; with the refresh rules, refreshes within its
 budget); the tracker consumes the embeddings (fresh ones update its EMA); viz marks freshly embedded
-tracks with ``*``. Outputs are closed in a ``finally`` block, so Ctrl-C,
-SIGTERM or an error still leaves a playable video and every finished frame in the MOT txt.
+tracks with ``*``.
+
+Outputs are checked before models load (:func:`mot_dinov3.io.check_outputs`: no output may be an
+input or share a path) and closed in a ``finally`` block, so Ctrl-C (and SIGTERM / SIGHUP, which the
+CLI turns into it), an error or a full disk still leaves a playable video and every finished frame in
+the MOT txt, and a run that fails before its first frame leaves earlier results untouched. A write
+error stops the run: what is complete is kept and the :class:`~mot_dinov3.errors.WriteError` raised
+carries the run summary.
 """
 
 from __future__ import annotations
 
 import json
-import signal
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -27,31 +31,14 @@ from tqdm import tqdm
 from mot_dinov3.api import MultiObjectTracker
 from mot_dinov3.config import RunConfig
 from mot_dinov3.detector import Detector
+from mot_dinov3.errors import WriteError
 from mot_dinov3.features.base import Embedder
 from mot_dinov3.features.factory import create_embedder, embedder_traits
 from mot_dinov3.gmc import check_method
-from mot_dinov3.io import FrameSource, ImageFrames, MotWriter, VideoWriter, ensure_writable, prefetch
+from mot_dinov3.io import FrameSource, ImageFrames, MotWriter, VideoWriter, check_outputs, prefetch, write_atomic
 from mot_dinov3.profiling import RunSummary, StageTimer, summarize
 from mot_dinov3.track import TrackState
 from mot_dinov3.viz import DrawStyle, draw_tracks
-
-
-@contextmanager
-def sigterm_as_interrupt():
-    """Within the block, SIGTERM raises ``KeyboardInterrupt`` like Ctrl-C (main thread only)."""
-
-    def handler(signum, frame):
-        raise KeyboardInterrupt
-
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def run(cfg: RunConfig, embedder: Embedder | None = None, detector: Detector | None = None) -> RunSummary:
@@ -63,10 +50,11 @@ def run(cfg: RunConfig, embedder: Embedder | None = None, detector: Detector | N
         detector: a ready detector (default: built from ``cfg.detector``).
 
     Returns:
-        The run summary; ``interrupted`` is True when stopped by Ctrl-C / SIGTERM.
+        The run summary; ``interrupted`` is True when stopped by Ctrl-C (``KeyboardInterrupt``).
 
     Raises:
-        UserError: bad source, unwritable output, model loading problems.
+        UserError: bad source, an output that is an input or shared, model loading problems.
+        WriteError: an output could not be written (disk full, I/O error); its ``summary`` is the run's.
     """
     summary: list[RunSummary] = []
     for _ in frames(cfg, embedder, detector, summary):
@@ -95,9 +83,7 @@ def frames(
     else:  # any iterable of images, at the output fps (default 30)
         source = ImageFrames(cfg.source, out.fps or 30.0)
     check_method(cfg.tracker.gmc_method)  # before models load
-    for path, name in ((out.mot_txt, "save_mot"), (out.json, "save_json"), (out.video, "output")):
-        if path:
-            ensure_writable(path, name)  # fail before loading models
+    check_outputs({"output": out.video, "save_mot": out.mot_txt, "save_json": out.json}, source)
     # the detector loads first: a wrong --det fails in a second, before a large embedding model loads
     capture = (  # an ensemble captures when a part reads features
         embedder.uses_detector_features
@@ -109,8 +95,9 @@ def frames(
     mot = MultiObjectTracker(embedder, tracker_config=cfg.tracker, scheduler=cfg.scheduler, fps=source.fps)
     style = DrawStyle(out.line_thickness, out.font_scale)
 
-    video = VideoWriter(out.video, out.fps or source.fps, (source.width, source.height)) if out.video else None
-    mot_txt = MotWriter(out.mot_txt) if out.mot_txt else None
+    video: VideoWriter | None = None
+    mot_txt: MotWriter | None = None
+    failures: list[WriteError] = []  # outputs that could not be written (the run stops at the first)
     timer = StageTimer()
     ids: set[int] = set()
     interrupted = False
@@ -118,26 +105,28 @@ def frames(
     bar = tqdm(total=total, unit="frame", disable=not out.progress, dynamic_ncols=True)
     decoded = prefetch(source)  # decoding overlaps detection
     try:
-        with sigterm_as_interrupt():
-            while cfg.max_frames is None or timer.frames < cfg.max_frames:
-                with timer.stage("read"):
-                    frame = next(decoded, None)
-                if frame is None:
-                    break
-                with timer.stage("detect"):
-                    dets = detector(frame.image)
-                before = dict(mot.stats.ms)
-                tracks = mot.step(dets.xyxy, dets.conf, dets.cls, frame.image, dets.feats, include_lost=out.draw_lost)
-                for stage in ("embed", "track"):
-                    timer.add(stage, mot.stats.ms[stage] - before[stage])
-                shown = [t for t in tracks if t.state == TrackState.CONFIRMED]
-                ids.update(t.track_id for t in shown)
-                if video:
-                    with timer.stage("draw"):
-                        annotated = draw_tracks(frame.image, tracks, style)
-                with timer.stage("write"):
-                    if video:
-                        video.write(annotated)
+        if out.video:
+            video = VideoWriter(out.video, out.fps or source.fps, (source.width, source.height))
+        if out.mot_txt:
+            mot_txt = MotWriter(out.mot_txt)
+        while cfg.max_frames is None or timer.frames < cfg.max_frames:
+            with timer.stage("read"):
+                frame = next(decoded, None)
+            if frame is None:
+                break
+            with timer.stage("detect"):
+                dets = detector(frame.image)
+            before = dict(mot.stats.ms)
+            tracks = mot.step(dets.xyxy, dets.conf, dets.cls, frame.image, dets.feats, include_lost=out.draw_lost)
+            for stage in ("embed", "track"):
+                timer.add(stage, mot.stats.ms[stage] - before[stage])
+            shown = [t for t in tracks if t.state == TrackState.CONFIRMED]
+            ids.update(t.track_id for t in shown)
+            if video:
+                with timer.stage("draw"):
+                    annotated = draw_tracks(frame.image, tracks, style)
+            with timer.stage("write"):
+                try:  # the MOT txt first: a frame it could not take is not in the video either
                     if mot_txt:
                         mot_txt.write(
                             frame.index,
@@ -145,23 +134,31 @@ def frames(
                             np.array([t.xyxy for t in shown]).reshape(-1, 4),
                             np.array([t.conf for t in shown]),
                         )
-                timer.end_frame()
-                bar.update(1)
-                yield (
-                    frame.index,
-                    frame.image,
-                    np.array([[*t.xyxy, t.track_id, t.conf, t.cls, t.det_index] for t in shown], np.float32).reshape(
-                        -1, 8
-                    ),
-                )
+                    if video:
+                        video.write(annotated)
+                except WriteError as exc:
+                    failures.append(exc)
+            if failures:
+                break
+            timer.end_frame()
+            bar.update(1)
+            yield (
+                frame.index,
+                frame.image,
+                np.array([[*t.xyxy, t.track_id, t.conf, t.cls, t.det_index] for t in shown], np.float32).reshape(-1, 8),
+            )
     except KeyboardInterrupt:
         interrupted = True
     finally:
         bar.close()
         decoded.close()  # stops the decoding thread before the source is closed
-        for w in (video, mot_txt, source):
-            if w is not None:
-                w.close()
+        source.close()
+        for writer in (mot_txt, video):  # finished frames kept; nothing written: an earlier file stays
+            if writer is not None:
+                try:
+                    writer.close()
+                except WriteError as exc:
+                    failures.append(exc)
 
     scheduler = mot.scheduler
     outputs = {k: v for k, v in (("video", out.video), ("mot_txt", out.mot_txt), ("json", out.json)) if v}
@@ -185,6 +182,13 @@ def frames(
         scheduler.refresh_ms if scheduler else None,
     )
     if out.json:
-        Path(out.json).write_text(json.dumps(result.to_dict(), indent=2))
+        try:
+            write_atomic(out.json, json.dumps(result.to_dict(), indent=2), "save_json")
+        except WriteError as exc:
+            failures.append(exc)
     if summary is not None:
         summary.append(result)
+    if failures:
+        error = failures[0] if len(failures) == 1 else WriteError("; ".join(map(str, failures)))
+        error.summary = result
+        raise error from failures[0].__cause__
