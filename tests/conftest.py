@@ -77,3 +77,20 @@ def person_detections(tmp_path_factory, yolov8n):
     cache = tmp_path_factory.mktemp("detections")
     det = DetectorConfig(model=str(yolov8n), conf=0.1, imgsz=960, classes=[0])
     return lambda seq: replay.load_or_detect(cache, Path(seq), det)
+
+
+@pytest.fixture(scope="session")
+def osnet_pth() -> Path:
+    return shared_path("weights/osnet_x0_25_msmt17_from_onnx.pth")
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Torch on one thread (tests that check numbers, not speed): OpenMP's spinning workers slow small
+    convolutions down by orders of magnitude when other processes hold the cores."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

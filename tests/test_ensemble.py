@@ -10,8 +10,6 @@ from importlib import metadata
 import cv2
 import numpy as np
 import pytest
-import torch
-from conftest import shared_path
 
 import mot_dinov3
 from mot_dinov3.config import EmbedderConfig
@@ -26,18 +24,7 @@ from mot_dinov3.options import config_from_options
 KNOWN = ("clip", "dino", "onnx", "osnet", "yolo")
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Torch on one thread: small convolutions crawl when OpenMP workers spin on shared cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def osnet_pth():
-    return shared_path("weights/osnet_x0_25_msmt17_from_onnx.pth")
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest
 
 
 def gt_frame(seq, f, n=8):

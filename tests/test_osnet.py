@@ -5,7 +5,6 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import shared_path
 
 from mot_dinov3.config import EmbedderConfig
 from mot_dinov3.errors import MissingFileError, UserError
@@ -14,20 +13,7 @@ from mot_dinov3.features.factory import CROP_BACKENDS, create_embedder
 from mot_dinov3.features.osnet import VARIANTS, OSNet, OSNetEmbedder, fuse_batchnorm, load_osnet
 from mot_dinov3.io import read_mot_txt
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Torch on one thread here: these tests check numbers, not speed, and OpenMP's spinning workers
-    slow small convolutions down by orders of magnitude when other processes hold the cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def osnet_pth():
-    return shared_path("weights/osnet_x0_25_msmt17_from_onnx.pth")
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest
 
 
 def mot17_crops(seq, embedder, frames=(1, 60, 120, 180, 240, 300, 360, 420), per_frame=8):
