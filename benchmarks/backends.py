@@ -1,11 +1,11 @@
 """Embedding backends side by side: vector size, CPU cost per crop, how well the vectors tell people
 apart, and what they give the tracker.
 
-    python benchmarks/backends.py            # the full table (about 10 minutes here)
-    python benchmarks/backends.py --quick    # smoke test: fewer crops and repeats, no DEV replay
+    python benchmarks/backends.py            # the full table (5 minutes on 2 quiet cores, 15 under load)
+    python benchmarks/backends.py --quick    # smoke test: fewer crops and repeats, no DEV replay (1 minute)
 
-Rows: the backends with real weights here (``onnx`` and ``osnet``: OSNet x0.25 MSMT17 in onnxruntime and
-PyTorch; ``yolo``: the yolov8n detector's neck features; the ensembles ``onnx@0.7 + yolo`` and, as a
+Rows: the backends with real weights here (``onnx`` and ``osnet``: OSNet x0.25 MSMT17 from the ``.onnx`` and
+from the torchreid ``.pth``, which the ``osnet`` backend exports to onnxruntime on the CPU; ``yolo``: the yolov8n detector's neck features; the ensembles ``onnx@0.7 + yolo`` and, as a
 sanity row, ``onnx + osnet``) and, for their cost only, random-init architectures (no DINO or CLIP
 weights exist offline): ``dino`` DINOv2-S/14 (``configs/dinov2-small``) and DINOv2-B/14, ``clip``
 ViT-B/32 (``CLIPVisionConfig()`` defaults).
@@ -133,12 +133,15 @@ def set_threads(embedder, n: int) -> None:
     import onnxruntime as ort
 
     from mot_dinov3.features.onnx import OnnxEmbedder
+    from mot_dinov3.features.osnet import OSNetEmbedder, onnx_session
 
     for e in getattr(embedder, "parts", [embedder]):
         if isinstance(e, OnnxEmbedder):
             so = ort.SessionOptions()
             so.intra_op_num_threads = n
             e.session = ort.InferenceSession(str(e.cfg.model), so, providers=["CPUExecutionProvider"])
+        elif isinstance(e, OSNetEmbedder) and e.session is not None:  # the .pth exported to onnxruntime
+            e.session = onnx_session(e.model, n)
 
 
 def label(r: Row) -> str:
