@@ -20,7 +20,7 @@ LOG_METHODS = {"debug", "info", "warning", "warn", "error", "exception", "critic
 ERROR_TYPES = {"UserError", "MissingFileError"}
 LABELLED = {"ensure_writable"}  # helpers whose string arguments end up in their error messages
 # options of other programs quoted in messages, not flags of mot-dinov3
-NOT_OURS = ("bash setup.sh cpu --dinov3-edge",)
+NOT_OURS = ("bash setup.sh cpu --dinov3-edge", "ray start --head")  # other tools' commands
 
 
 def _name(func: ast.expr) -> str:
