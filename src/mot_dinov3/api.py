@@ -149,6 +149,11 @@ class MultiObjectTracker:
             (M, 8) float32 ``[x1, y1, x2, y2, track_id, conf, cls, det_index]``: the confirmed tracks
             matched this frame (their Kalman-filtered boxes), ``det_index`` the row of ``dets``.
 
+        Rows that cannot be tracked are dropped, without an error: a NaN or infinite value (in the box,
+        the confidence or the class), or an empty box (``x2 <= x1`` or ``y2 <= y1``). Boxes partly or
+        wholly outside the frame are kept (crops are clipped to it) and confidences are used as given
+        (below ``track_low_thresh`` a box is ignored, above 1 it counts as high).
+
         Raises:
             UserError: ``dets`` is not (N, 6) or ``frame`` is not an (H, W, 3) image.
         """
@@ -159,8 +164,12 @@ class MultiObjectTracker:
             raise UserError(f"dets of shape {dets.shape}: expected (N, 6) [x1, y1, x2, y2, conf, cls]")
         if not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.shape[2] != 3:
             raise UserError(f"frame of shape {getattr(frame, 'shape', None)}: expected an (H, W, 3) uint8 BGR image")
-        out = self.step(dets[:, :4], dets[:, 4], dets[:, 5].astype(np.int64), frame, feats)
-        rows = [[*o.xyxy, o.track_id, o.conf, o.cls, o.det_index] for o in out if o.state == TrackState.CONFIRMED]
+        # NaN / inf or empty boxes cannot be tracked (NaN tracks, singular Kalman gates, empty crops): drop them
+        keep = np.flatnonzero(np.isfinite(dets).all(axis=1) & (dets[:, 2] > dets[:, 0]) & (dets[:, 3] > dets[:, 1]))
+        d = dets[keep]
+        kept_feats = None if feats is None else np.asarray(feats)[keep]
+        out = self.step(d[:, :4], d[:, 4], d[:, 5].astype(np.int64), frame, kept_feats)
+        rows = [[*o.xyxy, o.track_id, o.conf, o.cls, keep[o.det_index]] for o in out if o.state == TrackState.CONFIRMED]
         return np.array(rows, np.float32).reshape(-1, 8)
 
     def update_with_detections(self, detections: Any, frame: np.ndarray) -> Any:
