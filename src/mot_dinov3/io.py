@@ -1,4 +1,5 @@
-"""Frame sources (video file, MOTChallenge sequence, image folder) and result writers.
+"""Frame sources (video file, MOTChallenge sequence, image folder) and result writers (the video writer,
+:class:`VideoWriter`, lives in :mod:`mot_dinov3.video` and is importable from here too).
 
 Sources stream frames one at a time, so memory stays flat however long the input is. Writers never
 touch an earlier file at their path while they work: they write ``<name>.<random>.part`` beside it and
@@ -31,7 +32,8 @@ from mot_dinov3.errors import MissingFileError, UserError, WriteError
 log = logging.getLogger(__name__)
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-VIDEO_EXTS = (".mp4", ".m4v", ".mov", ".mkv", ".avi")  # what VideoWriter's codecs (mp4v, MJPG) can go in
+VIDEO_EXTS = (".mp4", ".m4v", ".mov", ".mkv", ".avi")  # what mot_dinov3.video.VideoWriter writes
+REPORT_EXTS = (".html", ".htm")
 DEFAULT_FOLDER_FPS = 30.0
 
 
@@ -332,8 +334,9 @@ def same_file(a: Path, b: Path) -> bool:
 
 def check_outputs(paths: dict[str, str | None], source: FrameSource | ImageFrames) -> None:
     """Refuse, before anything is written, an output path (``{name: path}``; ``None`` or ``""``: not
-    written) that is an input of ``source``, that another output uses too, or (``output``, the video)
-    whose extension the video writer cannot write; then check each one's folder is writable.
+    written) that is an input of ``source``, that another output uses too, or whose extension is not
+    one its writer writes (``output``, the video: :data:`VIDEO_EXTS`; ``report``: :data:`REPORT_EXTS`);
+    then check each one's folder is writable.
 
     Raises:
         UserError: naming the output and what it collides with.
@@ -347,6 +350,8 @@ def check_outputs(paths: dict[str, str | None], source: FrameSource | ImageFrame
         if name == "output" and suffix.lower() not in VIDEO_EXTS:
             kind = f"a {suffix} video" if suffix else "a video without an extension"
             raise UserError(f"{name}={path!r}: cannot write {kind}; use one of {', '.join(VIDEO_EXTS)}")
+        if name == "report" and suffix.lower() not in REPORT_EXTS:
+            raise UserError(f"{name}={path!r}: the report is an HTML page; use a .html path")
         resolved = Path(path).resolve()
         role = source.input_role(resolved) if isinstance(source, FrameSource) else None
         if role:
@@ -409,70 +414,6 @@ def write_atomic(path: str | Path, text: str, name: str) -> Path:
     return p
 
 
-class VideoWriter:
-    """Annotated-video writer (OpenCV): ``MJPG`` for ``.avi``, ``mp4v`` for the other :data:`VIDEO_EXTS`.
-
-    Frames go to a temporary file beside ``path``; :meth:`close` (safe to call more than once)
-    finalises it and renames it into place when it holds a playable frame, else removes it, so an
-    earlier video at ``path`` is never replaced by an empty or unplayable one.
-
-    Raises:
-        UserError: an extension OpenCV cannot write, or the file cannot be opened for writing.
-    """
-
-    def __init__(self, path: str | Path, fps: float, size_wh: tuple[int, int]):
-        if Path(path).suffix.lower() not in VIDEO_EXTS:
-            raise UserError(f"output={str(path)!r}: cannot write this video format; use one of {', '.join(VIDEO_EXTS)}")
-        self.path = ensure_writable(path, "output")
-        self.size_wh = (int(size_wh[0]), int(size_wh[1]))
-        self._part = part_path(self.path, keep_suffix=True)
-        fourcc = "MJPG" if self.path.suffix.lower() == ".avi" else "mp4v"
-        self._w: cv2.VideoWriter | None = cv2.VideoWriter(
-            str(self._part), cv2.VideoWriter.fourcc(*fourcc), float(fps), self.size_wh
-        )
-        if not self._w.isOpened():
-            self._w = None
-            self._part.unlink(missing_ok=True)
-            raise UserError(f"output={str(self.path)!r}: OpenCV cannot write this format; use a .mp4 or .avi path")
-        self.frames = 0
-
-    def write(self, image: np.ndarray) -> None:
-        """Append one (H, W, 3) uint8 BGR frame of the size given at construction."""
-        assert self._w is not None, "write after close"
-        if image.shape[1::-1] != self.size_wh:  # OpenCV would drop it silently
-            raise UserError(
-                f"output={str(self.path)!r}: a frame of {image.shape[1]}x{image.shape[0]} for a "
-                f"{self.size_wh[0]}x{self.size_wh[1]} video; give every frame the first one's size"
-            )
-        self._w.write(image)
-        self.frames += 1
-
-    def close(self) -> None:
-        """Finalise the video: in place when it plays, removed when it holds no frame.
-
-        Raises:
-            WriteError: the finished file does not play (disk full, I/O error); it is removed and an
-                earlier file at ``path`` is kept.
-        """
-        if self._w is None:
-            return
-        self._w.release()
-        self._w = None
-        playable = False
-        if self.frames:
-            cap = cv2.VideoCapture(str(self._part))
-            playable = cap.isOpened() and cap.read()[0]
-            cap.release()
-        if self.frames and not playable:
-            space = _free_space(self.path)
-            self._part.unlink(missing_ok=True)
-            raise WriteError(
-                f"output={str(self.path)!r}: the finished video does not play (disk full or an I/O error? "
-                f"{space}); it was removed{_kept(self.path)}"
-            )
-        _commit(self._part, self.path, "output", keep=playable)
-
-
 class MotWriter:
     """MOTChallenge result writer: ``frame,id,x,y,w,h,conf,-1,-1,-1`` per line.
 
@@ -526,6 +467,16 @@ class MotWriter:
         if not self._f.closed:
             self._f.close()
             _commit(self._part, self.path, "save_mot", keep=self.frames > 0)
+
+
+def __getattr__(name: str) -> Any:
+    """``mot_dinov3.io.VideoWriter``: the video writer, from :mod:`mot_dinov3.video` (imported on first use:
+    it builds on this module)."""
+    if name == "VideoWriter":
+        from mot_dinov3.video import VideoWriter
+
+        return VideoWriter
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def read_mot_txt(path: str | Path) -> np.ndarray:

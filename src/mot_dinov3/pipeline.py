@@ -16,6 +16,9 @@ CLI turns into it), an error or a full disk still leaves a playable video and ev
 the MOT txt, and a run that fails before its first frame leaves earlier results untouched. A write
 error stops the run: what is complete is kept and the :class:`~mot_dinov3.errors.WriteError` raised
 carries the run summary.
+
+The report page (``--report``) is written last, from per-frame counts collected on the way
+(:class:`mot_dinov3.report.RunRecord`), after an interrupt or a write error too, like the JSON summary.
 """
 
 from __future__ import annotations
@@ -35,9 +38,11 @@ from mot_dinov3.errors import WriteError
 from mot_dinov3.features.base import Embedder
 from mot_dinov3.features.factory import create_embedder, embedder_traits
 from mot_dinov3.gmc import check_method
-from mot_dinov3.io import FrameSource, ImageFrames, MotWriter, VideoWriter, check_outputs, prefetch, write_atomic
+from mot_dinov3.io import FrameSource, ImageFrames, MotWriter, check_outputs, prefetch, write_atomic
 from mot_dinov3.profiling import RunSummary, StageTimer, summarize
+from mot_dinov3.report import ReportData, RunRecord, write_report
 from mot_dinov3.track import TrackState
+from mot_dinov3.video import VideoWriter, resolve_codec
 from mot_dinov3.viz import DrawStyle, draw_tracks
 
 
@@ -83,7 +88,8 @@ def frames(
     else:  # any iterable of images, at the output fps (default 30)
         source = ImageFrames(cfg.source, out.fps or 30.0)
     check_method(cfg.tracker.gmc_method)  # before models load
-    check_outputs({"output": out.video, "save_mot": out.mot_txt, "save_json": out.json}, source)
+    check_outputs({"output": out.video, "save_mot": out.mot_txt, "save_json": out.json, "report": out.report}, source)
+    codec = resolve_codec(out.video, out.codec) if out.video else None  # h264 asked for but missing: fails here
     # the detector loads first: a wrong --det fails in a second, before a large embedding model loads
     capture = (  # an ensemble captures when a part reads features
         embedder.uses_detector_features
@@ -100,13 +106,14 @@ def frames(
     failures: list[WriteError] = []  # outputs that could not be written (the run stops at the first)
     timer = StageTimer()
     ids: set[int] = set()
+    record = RunRecord() if out.report else None  # per-frame counts for the report page
     interrupted = False
     total = min(filter(None, (source.length, cfg.max_frames)), default=None)
     bar = tqdm(total=total, unit="frame", disable=not out.progress, dynamic_ncols=True)
     decoded = prefetch(source)  # decoding overlaps detection
     try:
         if out.video:
-            video = VideoWriter(out.video, out.fps or source.fps, (source.width, source.height))
+            video = VideoWriter(out.video, out.fps or source.fps, (source.width, source.height), codec or "auto")
         if out.mot_txt:
             mot_txt = MotWriter(out.mot_txt)
         while cfg.max_frames is None or timer.frames < cfg.max_frames:
@@ -116,7 +123,7 @@ def frames(
                 break
             with timer.stage("detect"):
                 dets = detector(frame.image)
-            before = dict(mot.stats.ms)
+            before, computed = dict(mot.stats.ms), mot.stats.embeddings_computed
             tracks = mot.step(dets.xyxy, dets.conf, dets.cls, frame.image, dets.feats, include_lost=out.draw_lost)
             for stage in ("embed", "track"):
                 timer.add(stage, mot.stats.ms[stage] - before[stage])
@@ -141,6 +148,13 @@ def frames(
             if failures:
                 break
             timer.end_frame()
+            if record is not None:
+                record.add_frame(
+                    frame.index,
+                    len(dets.xyxy),
+                    mot.stats.embeddings_computed - computed,
+                    [(t.track_id, t.embedded_now) for t in shown],
+                )
             bar.update(1)
             yield (
                 frame.index,
@@ -161,7 +175,8 @@ def frames(
                     failures.append(exc)
 
     scheduler = mot.scheduler
-    outputs = {k: v for k, v in (("video", out.video), ("mot_txt", out.mot_txt), ("json", out.json)) if v}
+    named = (("video", out.video), ("mot_txt", out.mot_txt), ("json", out.json), ("report", out.report))
+    outputs = {k: v for k, v in named if v}
     settings = {
         "source": str(cfg.source) if isinstance(source, FrameSource) else "<frames>",
         "embedder": embedder.name if embedder else "none",
@@ -184,6 +199,23 @@ def frames(
     if out.json:
         try:
             write_atomic(out.json, json.dumps(result.to_dict(), indent=2), "save_json")
+        except WriteError as exc:
+            failures.append(exc)
+    if out.report and record is not None:
+        notes = [f"Interrupted after {result.frames} frames."] if interrupted else []
+        notes += [f"Not written: {exc}" for exc in failures]
+        page = ReportData(
+            record,
+            timer.per_stage,
+            result.to_dict(),
+            out.fps or source.fps,
+            title=f"mot-dinov3: {source.name}",
+            video=Path(video.path) if video is not None and video.written else None,
+            video_codec=video.codec if video is not None else None,
+            notes=notes,
+        )
+        try:
+            write_report(out.report, page)
         except WriteError as exc:
             failures.append(exc)
     if summary is not None:
