@@ -27,6 +27,7 @@ import io
 import os
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -128,13 +129,17 @@ def main() -> None:
     ap.add_argument("--tracker-config", help="our tracker YAML (default: configs/default.yaml values)")
     ap.add_argument("--only", nargs="*", help="run only rows whose name contains one of these strings")
     ap.add_argument("--no-peers", action="store_true", help="skip the Ultralytics trackers")
+    ap.add_argument("--det-runtime", default="torch", help="detector runtime of the detections (cached per runtime)")
+    ap.add_argument("--det-precision", default="fp32", help="fp32, fp16 or int8 (calibrated on each sequence)")
     ap.add_argument("--json", default=str(RESULTS_DIR / "quality.json"))
     a = ap.parse_args()
 
     seqs = [Path(s) for s in a.seqs]
-    det_cfg = DetectorConfig(model=a.det, conf=a.conf, imgsz=a.imgsz, classes=[0])
+    det_cfg = DetectorConfig(
+        model=a.det, conf=a.conf, imgsz=a.imgsz, classes=[0], runtime=a.det_runtime, precision=a.det_precision
+    )
     tracker = TrackerConfig.from_yaml(a.tracker_config) if a.tracker_config else TrackerConfig()
-    cache = {s: load_or_detect(s, det_cfg) for s in seqs}
+    cache = {s: load_or_detect(s, replace(det_cfg, calib=str(s))) for s in seqs}  # INT8: each on its own frames
     jobs = [(name, "ours", (mk, sched)) for name, mk, sched in our_configs(a.reid, a.dino_config)]
     if not a.no_peers:
         jobs += [(f"Ultralytics {k}" + (" + native ReID" if k == "botsort" else ""), "peer", k) for k in PEERS]
@@ -186,6 +191,8 @@ def main() -> None:
             "sequences": a.seqs,
             "det": a.det,
             "imgsz": a.imgsz,
+            "det_runtime": a.det_runtime,
+            "det_precision": a.det_precision,
             "conf": a.conf,
             "reid": a.reid,
             "tracker": vars(tracker),

@@ -4,13 +4,17 @@
         --det ../shared/weights/yolov8n_from_int8.pt --reid ../shared/weights/osnet_x0_25_msmt17.onnx \\
         --dino-config ../shared/weights/configs/dinov2-small
 
-Rows, all in one process with one shared detector, over the same first ``--max-frames`` frames: detector
-only (read + detect); ours with OSNet scheduled (defaults: lazy memory); ours with OSNet
-``--embed-all``; ours with OSNet's refresh rules (``--no-embed-lazy``); ours with the ``dino`` backend
-on a random-init model from ``--dino-config`` (ViT-S/14: the real cost). No video is written, so the
-rows differ only in embedding and tracking. Each row runs ``--repeats`` times, interleaved, and keeps
-its median (the faster run when there are two), so background load hits every row alike.
-FPS are reported as ratios to detector-only measured in the same run.
+Rows, all in one process, over the same first ``--max-frames`` frames, for each detector runtime of
+``--runtimes`` (``--det-runtime``: PyTorch, or the cached OpenVINO / ONNX export): detector only (read +
+detect); ours with OSNet scheduled (defaults: lazy memory); ours with OSNet ``--embed-all``. Then, on
+the first runtime: ours with OSNet's refresh rules (``--no-embed-lazy``) and ours with the ``dino``
+backend on a random-init model from ``--dino-config`` (ViT-S/14: the real cost); on the last runtime,
+ours scheduled with the annotated video written (to a temporary file). ``--before`` adds the PyTorch
+rows as the detector ran before the thread fix (torch at Ultralytics' ``cpu_count - 1`` threads). Other
+rows write no video, so they differ only in detection, embedding and tracking. Each row runs
+``--repeats`` times, interleaved, and keeps its median (the faster run when there are two), so
+background load hits every row alike. FPS are reported as ratios to the first runtime's detector-only
+row measured in the same run.
 
 The peer: with ``--boxmot-reid PATH`` (BoxMOT-named PyTorch ReID weights, e.g. a copy or link of the
 OSNet x0.25 MSMT17 state dict named ``osnet_x0_25_msmt17.pt``) a row runs BoxMOT's ``BotSort`` with
@@ -27,8 +31,12 @@ scikit-learn joblib threadpoolctl timm click`` and run this script with ``PYTHON
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +75,21 @@ def timed_loop(source: str, detector: Detector, max_frames: int, after_detect=No
     return {"fps": 1000.0 / ms, "ms_per_frame": ms, "embeddings_per_frame": 0.0, "stage_mean_ms": stages}
 
 
+ULTRALYTICS_THREADS = min(8, max(1, (os.cpu_count() or 1) - 1))  # what its select_device() sets on a CPU
+
+
+def with_threads(n: int, fn: Callable[..., dict], *args) -> dict:
+    """``fn(*args)`` with torch at ``n`` intra-op threads, restored after."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        return fn(*args)
+    finally:
+        torch.set_num_threads(before)
+
+
 def boxmot_botsort(source: str, detector: Detector, reid: str, max_frames: int, device) -> dict:
     """BoxMOT ``BotSort`` (default parameters, ReID on every detection it embeds) after the same detector."""
     try:
@@ -86,12 +109,14 @@ def boxmot_botsort(source: str, detector: Detector, reid: str, max_frames: int, 
     return row
 
 
-def ours(source: str, detector: Detector, embedder, sched: SchedulerConfig, max_frames: int, device) -> dict:
+def ours(
+    source: str, detector: Detector, embedder, sched: SchedulerConfig, max_frames: int, device, video: str | None = None
+) -> dict:
     cfg = RunConfig(
         source=source,
         detector=DetectorConfig(device=device),
         scheduler=sched,
-        output=OutputConfig(video=None, progress=False),
+        output=OutputConfig(video=video, progress=False),
         max_frames=max_frames,
     )
     s = pipeline.run(cfg, embedder=embedder, detector=detector)
@@ -123,37 +148,76 @@ def main() -> None:
         help="estimated peer tracker cost, ms/frame (used without --boxmot-reid)",
     )
     ap.add_argument("--boxmot-reid", metavar="PATH", help="run BoxMOT botsort with these ReID weights as the peer")
+    ap.add_argument(
+        "--runtimes",
+        default="torch,openvino",
+        help="detector runtimes, comma-separated; RUNTIME-PRECISION for int8 / fp16",
+    )
+    ap.add_argument("--before", action="store_true", help="add the PyTorch rows at Ultralytics' thread count")
     ap.add_argument("--json", default=str(RESULTS_DIR / "speed.json"))
     a = ap.parse_args()
 
-    detector = Detector(DetectorConfig(model=a.det, conf=a.conf, imgsz=a.imgsz, classes=[0], device=a.device))
     osnet = create_embedder(EmbedderConfig(name="onnx", model=a.reid, device=a.device))
-    rows = {
-        "detector only": lambda: timed_loop(a.source, detector, a.max_frames),
-        "ours, OSNet scheduled": lambda: ours(a.source, detector, osnet, SchedulerConfig(), a.max_frames, a.device),
-        "ours, OSNet embed-all": lambda: ours(
-            a.source, detector, osnet, SchedulerConfig(embed_all=True), a.max_frames, a.device
-        ),
-        "ours, OSNet refresh rules": lambda: ours(
-            a.source, detector, osnet, SchedulerConfig(lazy=False), a.max_frames, a.device
-        ),
-    }
+    runtimes = a.runtimes.split(",")
+    rows: dict[str, Callable[[], dict]] = {}
+    first = None
+    for rt in runtimes:
+        runtime, _, precision = rt.partition("-")  # openvino-int8: calibrated on the source's frames
+        cfg = DetectorConfig(
+            model=a.det,
+            conf=a.conf,
+            imgsz=a.imgsz,
+            classes=[0],
+            device=a.device,
+            runtime=runtime,
+            precision=precision or "auto",
+            calib=a.source,
+        )
+        detector = Detector(cfg)
+        detector(next(iter(FrameSource(a.source))).image)  # export (cached) and warm up
+        first = first or detector
+        rows[f"{rt}: detector only"] = partial(timed_loop, a.source, detector, a.max_frames)
+        rows[f"{rt}: ours, OSNet scheduled"] = partial(
+            ours, a.source, detector, osnet, SchedulerConfig(), a.max_frames, a.device
+        )
+        rows[f"{rt}: ours, OSNet embed-all"] = partial(
+            ours, a.source, detector, osnet, SchedulerConfig(embed_all=True), a.max_frames, a.device
+        )
+    assert first is not None
+    rows[f"{runtimes[0]}: ours, OSNet refresh rules"] = partial(
+        ours, a.source, first, osnet, SchedulerConfig(lazy=False), a.max_frames, a.device
+    )
     if a.dino_config:
         dino = random_init_dino(a.dino_config, a.device)
-        rows["ours, dino ViT-S/14 scheduled"] = lambda: ours(
-            a.source, detector, dino, SchedulerConfig(), a.max_frames, a.device
+        rows[f"{runtimes[0]}: ours, dino ViT-S/14 scheduled"] = partial(
+            ours, a.source, first, dino, SchedulerConfig(), a.max_frames, a.device
+        )
+    video = str(Path(tempfile.mkdtemp()) / "tracked.mp4")
+    rows[f"{runtimes[-1]}: ours, OSNet scheduled, video written"] = partial(
+        ours, a.source, detector, osnet, SchedulerConfig(), a.max_frames, a.device, video
+    )
+    if a.before:
+        before = Detector(
+            DetectorConfig(model=a.det, conf=a.conf, imgsz=a.imgsz, classes=[0], device=a.device, runtime="torch")
+        )
+        before(next(iter(FrameSource(a.source))).image)  # set up first: its thread restore must not undo the row's
+        rows["before (torch, Ultralytics threads): detector only"] = partial(
+            with_threads, ULTRALYTICS_THREADS, timed_loop, a.source, before, a.max_frames
+        )
+        rows["before (torch, Ultralytics threads): ours, OSNet scheduled"] = partial(
+            with_threads, ULTRALYTICS_THREADS, ours, a.source, before, osnet, SchedulerConfig(), a.max_frames, a.device
         )
     peer = "BoxMOT botsort + OSNet" if a.boxmot_reid else None
     if peer:
-        rows[peer] = lambda: boxmot_botsort(a.source, detector, a.boxmot_reid, a.max_frames, a.device)
-    timed_loop(a.source, detector, 5)  # warm-up
+        rows[peer] = partial(boxmot_botsort, a.source, detector, a.boxmot_reid, a.max_frames, a.device)
+    timed_loop(a.source, first, 5)  # warm-up
     runs: dict[str, list[dict]] = {k: [] for k in rows}
     for _ in range(a.repeats):
         for name, fn in rows.items():
             runs[name].append(fn())
             print(f"{name}: {runs[name][-1]['fps']:.2f} FPS", file=sys.stderr, flush=True)
     result = {k: sorted(v, key=lambda r: r["fps"])[len(v) // 2] for k, v in runs.items()}
-    base = result["detector only"]
+    base = result[f"{runtimes[0]}: detector only"]
     peer_ms = result[peer]["ms_per_frame"] if peer else base["ms_per_frame"] + a.peer_track_ms
     for r in result.values():
         r["vs_detector_only"] = r["fps"] / base["fps"]
@@ -178,6 +242,7 @@ def main() -> None:
         {
             "source": a.source,
             "det": a.det,
+            "runtimes": runtimes,
             "imgsz": a.imgsz,
             "max_frames": a.max_frames,
             "peer": peer or f"estimate: detector only + {a.peer_track_ms:g} ms/frame",

@@ -34,12 +34,21 @@ def shared_path(rel: str) -> Path:
     return p
 
 
+@pytest.fixture(scope="session")
+def _detector_exports(tmp_path_factory) -> Path:
+    """One cache of exported detectors (``<weights>/exports``) for the session: each export is made once."""
+    return tmp_path_factory.mktemp("exports")
+
+
 @pytest.fixture(autouse=True)
-def _user_files(tmp_path_factory, monkeypatch):
-    """Every test sees an empty user config (``models use``) and weights cache, never the developer's own."""
+def _user_files(tmp_path_factory, monkeypatch, _detector_exports):
+    """Every test sees an empty user config (``models use``) and weights cache, never the developer's own;
+    the detector exports in it are the session's."""
     home = tmp_path_factory.mktemp("user")
     monkeypatch.setenv("MOT_DINOV3_CONFIG", str(home / "config.json"))
     monkeypatch.setenv("MOT_DINOV3_WEIGHTS", str(home / "weights"))
+    (home / "weights").mkdir()
+    (home / "weights" / "exports").symlink_to(_detector_exports, target_is_directory=True)
 
 
 @pytest.fixture(scope="session")

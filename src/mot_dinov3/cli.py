@@ -1,8 +1,10 @@
-"""Command line: ``mot-dinov3 [track] --source ...`` and ``mot-dinov3 eval --gt-root ... --res-dir ...``.
+"""Command line: ``mot-dinov3 [track] --source ...``, ``mot-dinov3 batch SOURCES... --out-dir DIR`` and
+``mot-dinov3 eval --gt-root ... --res-dir ...``.
 
 Flags become config dataclasses; :class:`~mot_dinov3.errors.UserError` becomes a one-line message and
 exit code 2 (full traceback with ``--debug``; a write error prints the run summary first); an interrupted
 run (Ctrl-C, SIGTERM or SIGHUP, at any point) exits 130, after printing its summary once it runs.
+``batch`` exits 1 when a source failed (the others ran), 130 when interrupted, 2 for bad flags.
 The library's messages name its Python parameters (``embed_model='x.onnx'``); :func:`flag_message`
 turns them into this command's flags (``--embed-model x.onnx``) where they are shown.
 """
@@ -23,9 +25,18 @@ from pathlib import Path
 from mot_dinov3.errors import UserError
 from mot_dinov3.options import build_run_config, parse_classes, track_parser
 
-__all__ = ["build_run_config", "eval_parser", "flag_message", "main", "parse_classes", "track_parser"]
+__all__ = [
+    "batch_parser",
+    "build_run_config",
+    "eval_parser",
+    "flag_message",
+    "main",
+    "parse_classes",
+    "track_parser",
+]
 
-EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
+EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+BATCH_REPLACED = ("source", "output", "save_mot", "save_json", "report")  # track flags batch sets per source
 
 # ``name=value`` as the library writes it: a repr-quoted string, a list literal or a bare token (a number,
 # True / False, a placeholder such as PATH.onnx); no value: a bare mention (``pass seqs= to ...``)
@@ -43,6 +54,58 @@ def eval_parser() -> argparse.ArgumentParser:
     p.add_argument("--seqs", nargs="+", help="only these sequences (default: every sequence with gt)")
     p.add_argument("--save-json", metavar="PATH", help="write the metrics as JSON")
     p.add_argument("--debug", action="store_true", help="show full tracebacks")
+    return p
+
+
+def batch_parser() -> argparse.ArgumentParser:
+    """The ``batch`` flags: the sources, the output folder and the workers, then every ``track`` flag but
+    the per-source ones (``--source``, ``--output``, ``--save-mot``, ``--save-json``; ``--report`` becomes a
+    switch: a report page per source)."""
+    p = track_parser()
+    p.prog = "mot-dinov3 batch"
+    p.description = (
+        "Track many sources: each gets DIR/<name>/ with <name>.mp4, <name>.txt (MOTChallenge) and summary.json; "
+        "DIR/batch_summary.csv and .json list every source. A failing source is recorded and the batch goes on "
+        "(exit 1 when one failed, 130 when interrupted)."
+    )
+    for action in [a for a in p._actions if a.dest in BATCH_REPLACED]:
+        p._remove_action(action)
+        for group in p._action_groups:
+            if action in group._group_actions:
+                group._group_actions.remove(action)
+        for flag in action.option_strings:
+            p._option_string_actions.pop(flag, None)
+    g = p.add_argument_group("batch")
+    p._action_groups.insert(2, p._action_groups.pop())  # listed first, after the generic options
+    g.add_argument(
+        "sources",
+        nargs="+",
+        metavar="SOURCE",
+        help="video files, folders (searched for videos, MOTChallenge sequences and image folders), globs, "
+        "or .txt lists (one source per line, # comments)",
+    )
+    g.add_argument("--out-dir", required=True, metavar="DIR", help="output folder (created when missing)")
+    g.add_argument("--no-video", action="store_true", help="write no annotated videos (MOT txt and summaries only)")
+    g.add_argument(
+        "--report", action="store_true", help="also write an HTML report page per source, DIR/<name>/<name>.html"
+    )
+    g.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="skip sources whose DIR/<name>/summary.json says ok (resume a stopped batch; settings not compared)",
+    )
+    g.add_argument(
+        "--workers",
+        type=int,
+        help="local: worker processes, each loading the models once (default 1: this process); ray: most "
+        "tasks at once (default: as many as the cluster fits)",
+    )
+    g.add_argument("--backend", choices=("local", "ray"), default="local", help="where sources run")
+    g.add_argument(
+        "--ray-address", metavar="ADDR", help="Ray cluster to join ('auto': the one 'ray start --head' started)"
+    )
+    g.add_argument("--ray-cpus", type=float, default=1.0, metavar="N", help="CPUs per Ray task")
+    g.add_argument("--ray-gpus", type=float, metavar="N", help="GPUs per Ray task (default: 1 with a CUDA device)")
     return p
 
 
@@ -110,6 +173,40 @@ def _track(argv: list[str]) -> int:
     parser = track_parser()
     args = parser.parse_args(argv)
     return _guard(args.debug, lambda: _finish(pipeline.run(build_run_config(args))), parser)
+
+
+def _batch(argv: list[str]) -> int:
+    parser = batch_parser()
+    args = parser.parse_args(argv)
+    if args.debug:
+        logging.getLogger("mot_dinov3.batch").setLevel(logging.DEBUG)  # each failing source's traceback
+
+    def go() -> int:
+        from mot_dinov3.batch import run_batch
+
+        if args.det_precision == "int8" and not args.det_calib:  # one detector serves every source
+            raise UserError("det_precision='int8' in a batch needs det_calib= a video or image folder to calibrate on")
+        per_source = {  # placeholders: run_batch writes each source's outputs in its folder
+            "source": "<batch>",
+            "output": "" if args.no_video else "batch.mp4",
+            "report": "batch.html" if args.report else None,
+        }
+        cfg = build_run_config(argparse.Namespace(**{**vars(args), "save_mot": None, "save_json": None, **per_source}))
+        result = run_batch(
+            args.sources,
+            args.out_dir,
+            cfg,
+            workers=args.workers,
+            backend=args.backend,
+            ray_address=args.ray_address,
+            skip_existing=args.skip_existing,
+            ray_cpus=args.ray_cpus,
+            ray_gpus=args.ray_gpus,
+        )
+        print(flag_message(result.text(), parser))
+        return EXIT_INTERRUPTED if result.interrupted else EXIT_FAILED if result.failed else 0
+
+    return _guard(args.debug, go, parser)
 
 
 def _finish(summary) -> int:
@@ -199,6 +296,8 @@ def _dispatch(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "eval":
         return _eval(argv[1:])
+    if argv and argv[0] == "batch":  # many sources, one folder each
+        return _batch(argv[1:])
     if argv and argv[0] == "models":  # the model catalogue
         from mot_dinov3.models.cli import main as models_main
 

@@ -118,6 +118,14 @@ def check_device(name: str, device: str | None, here: bool = False) -> None:
         raise UserError(f"{name}={device!r}: Apple MPS is not available here; use {name}='cpu'")
 
 
+def check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
+    """Raises UserError naming ``name`` when ``value`` is not one of ``choices``."""
+    if value not in choices:
+        raise UserError(f"{name}={value!r}: expected one of {', '.join(choices)}")
+
+
+DET_RUNTIMES = ("auto", "torch", "openvino", "onnx", "tensorrt")
+DET_PRECISIONS = ("auto", "fp32", "fp16", "int8")
 _UNIT = Range(float, 0.0, 1.0)  # thresholds, IoUs, confidences, EMA weights
 _COSINE = Range(float, 0.0, 2.0)  # cosine distances
 _COUNT = Range(int, 0.0)  # frames, samples
@@ -134,6 +142,14 @@ class DetectorConfig:
         classes: COCO class ids to keep; ``None`` keeps all.
         device: torch device string (``"cpu"``, ``"cuda:0"``); ``None`` lets Ultralytics choose.
         capture_features: also return the Detect head's input features per detection (``--embedder yolo``).
+        runtime: how a ``.pt`` detector runs (:mod:`mot_dinov3.det_export`): ``"torch"``, or exported once
+            by Ultralytics and cached: ``"openvino"``, ``"onnx"`` (ONNX Runtime), ``"tensorrt"``;
+            ``"auto"``: OpenVINO on a CPU where the ``openvino`` package is installed, else PyTorch.
+            Exported models (``*_openvino_model/``, ``.onnx``, ``.engine``) run on their own runtime.
+        precision: ``"fp32"``, ``"fp16"`` (the PyTorch CUDA path runs ``half``; exports are FP16),
+            ``"int8"`` (OpenVINO, calibrated on ``calib``) or ``"auto"``: FP16 on CUDA, FP32 on a CPU.
+        calib: INT8 calibration frames: a video, MOTChallenge sequence or image folder (the CLI passes
+            the tracked source unless ``det_calib`` is given).
     """
 
     model: str = "yolov8n.pt"
@@ -142,6 +158,9 @@ class DetectorConfig:
     classes: list[int] | None = None
     device: str | None = None
     capture_features: bool = False
+    runtime: str = "auto"
+    precision: str = "auto"
+    calib: str | None = None
 
     RANGES: ClassVar[dict[str, Range]] = {
         "conf": _UNIT,
@@ -153,6 +172,8 @@ class DetectorConfig:
         for c in self.classes or []:
             check_range("classes", c, Range(int, 0))
         check_device("device", self.device)
+        check_choice("det_runtime", self.runtime, DET_RUNTIMES)
+        check_choice("det_precision", self.precision, DET_PRECISIONS)
 
 
 @dataclass
@@ -395,7 +416,7 @@ class OutputConfig:
     """Where results go and how the video is drawn.
 
     Attributes:
-        video: annotated video path (``.mp4``/``.avi``); ``None`` writes no video.
+        video: annotated video path (``.mp4``, ``.m4v``, ``.mov``, ``.mkv`` or ``.avi``); ``None`` writes no video.
         mot_txt: MOTChallenge txt path or ``None``.
         json: run-summary JSON path or ``None``.
         fps: output video fps; ``None`` uses the source fps.
@@ -403,6 +424,9 @@ class OutputConfig:
         line_thickness: box line thickness in pixels; ``None`` scales with the image size.
         font_scale: label font scale; ``None`` scales with the image size.
         progress: show a tqdm progress bar.
+        codec: the video's codec, one of :attr:`CODECS`: ``"auto"`` is H.264 through PyAV (browsers play it)
+            except MJPG in ``.avi``, and OpenCV ``mp4v`` with a notice where PyAV has no H.264 encoder.
+        report: HTML report page path (``.html``) or ``None``.
     """
 
     video: str | None = "outputs/tracked.mp4"
@@ -413,7 +437,10 @@ class OutputConfig:
     line_thickness: int | None = None
     font_scale: float | None = None
     progress: bool = True
+    codec: str = "auto"
+    report: str | None = None
 
+    CODECS: ClassVar[tuple[str, ...]] = ("auto", "h264", "mp4v", "mjpg")  # mot_dinov3.video.resolve_codec
     RANGES: ClassVar[dict[str, Range]] = {
         "fps": Range(float, 0.0, 1000.0, lo_open=True, optional=True),
         "line_thickness": Range(int, 1, 50, optional=True),
@@ -422,6 +449,8 @@ class OutputConfig:
 
     def __post_init__(self) -> None:
         check_fields(self)
+        if self.codec not in self.CODECS:
+            raise UserError(f"codec={self.codec!r}: unknown; use one of {', '.join(self.CODECS)}")
 
 
 @dataclass

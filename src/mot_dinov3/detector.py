@@ -12,6 +12,8 @@ is a one-line error naming it.
 
 from __future__ import annotations
 
+import importlib.util
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,10 +22,25 @@ from typing import Any
 import numpy as np
 
 from mot_dinov3.config import DetectorConfig
+from mot_dinov3.det_export import (
+    CALIB_FRAMES,
+    PACKAGES,
+    ExportKey,
+    cached_export,
+    export,
+    exports_dir,
+    installed,
+    precision_args,
+    quiet_ultralytics,
+    resolve_runtime,
+    static_shape,
+)
 from mot_dinov3.errors import MissingFileError, UserError
+from mot_dinov3.models.fetch import sha256_of
 
 WEIGHTS_ENV = "MOT_DINOV3_WEIGHTS"
 AUTOINSTALL_ENV = "YOLO_AUTOINSTALL"
+log = logging.getLogger(__name__)
 PIP_NAMES = {"paddle": "paddlepaddle", "tflite_runtime": "tflite-runtime"}  # import name -> pip name, where they differ
 
 
@@ -90,6 +107,33 @@ class Detector:
         self.cfg = cfg
         self._ran = False
         weights = resolve_weights(cfg.model)
+        cuda = _on_cuda(cfg.device)
+        self.runtime = resolve_runtime(cfg.runtime, weights, cuda, cfg.capture_features)
+        if self.runtime != "torch" and not installed(self.runtime):
+            raise UserError(
+                f"det_runtime={self.runtime!r} needs the Python package {PACKAGES[self.runtime]!r}, which is "
+                f"not installed: pip install {PACKAGES[self.runtime]} (or pass det_runtime='torch')"
+            )
+        self.precision = "fp16" if cfg.precision == "fp16" or (cfg.precision == "auto" and cuda) else cfg.precision
+        if self.precision == "auto":
+            self.precision = "fp32"
+        if self.precision == "int8" and self.runtime != "openvino":
+            raise UserError(
+                f"det_precision='int8' runs on OpenVINO (calibrated on your frames), not det_runtime={self.runtime!r}; "
+                "pass det_runtime='openvino' or another precision"
+            )
+        if self.precision == "int8" and not cfg.calib:
+            raise UserError("det_precision='int8' needs calibration frames: pass det_calib= a video or image folder")
+        if self.precision == "int8" and importlib.util.find_spec("nncf") is None:
+            raise UserError(
+                "det_precision='int8' quantizes with NNCF, which is not installed: pip install nncf "
+                "(or pip install 'mot-dinov3[int8]')"
+            )
+        self._weights = weights
+        self._imgsz: int | tuple[int, int] = cfg.imgsz
+        self._hw: tuple[int, int] | None = None  # the frame size the model is set up for
+        self._threads = torch.get_num_threads()  # before Ultralytics lowers it
+        self._exports: dict[tuple[int, int], tuple[Any, Path]] = {}  # static input shape -> (model, path)
         try:
             task = "detect" if Path(weights).is_dir() else None  # exported folders need the task named
             self.model = YOLO(weights, task=task)
@@ -109,6 +153,68 @@ class Detector:
             self.model.add_callback("on_predict_start", _install_feature_hook)
         if isinstance(getattr(self.model, "model", None), torch.nn.Module):  # exported: known after loading
             self._check_classes()
+            self._weights = str(getattr(self.model, "ckpt_path", None) or weights)  # an official name: its download
+        elif self.runtime != "torch":
+            self.runtime = "torch"  # not a PyTorch checkpoint: nothing to export
+        self._pt, self._export_runtime = self.model, self.runtime  # the PyTorch model; the runtime asked for
+
+    def _use_export(self, hw: tuple[int, int]) -> None:
+        """Run the export at the static input shape of ``hw`` (H, W) frames: made once per shape and cached
+        (:func:`mot_dinov3.det_export.export`), kept per shape so sources of several sizes each get theirs;
+        a failed export logs one line and PyTorch runs from then on."""
+        shape = static_shape(hw, self.cfg.imgsz, int(max(getattr(self._pt.model, "stride", [32]))))
+        if shape in self._exports:
+            self.model, self.export_path = self._exports[shape]
+            self._imgsz = shape
+            return
+        key = ExportKey(
+            Path(self._weights).stem,
+            sha256_of(self._weights),
+            self._export_runtime,
+            self.precision,
+            shape,
+            self.cfg.calib if self.precision == "int8" else None,
+        )
+        found = cached_export(key)
+        if found is None:
+            what = f"INT8, calibrated on {CALIB_FRAMES} frames of {self.cfg.calib}" if self.precision == "int8" else ""
+            log.warning(
+                "note: exporting %s to %s at %dx%d %s(once; cached under %s)",
+                Path(self._weights).name,
+                self._export_runtime,
+                shape[1],
+                shape[0],
+                f"{what} " if what else "",
+                exports_dir(),
+            )
+        try:
+            path = found or export(Path(self._weights), key, self.cfg.device)
+            from ultralytics import YOLO
+
+            with quiet_ultralytics():
+                model = YOLO(str(path), task="detect")
+                model.predict(np.zeros((*hw, 3), np.uint8), imgsz=list(shape), device=self.cfg.device, verbose=False)
+        except Exception as exc:  # a failed export or load: PyTorch still works
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            log.warning(
+                "det_runtime=%r: the export failed (%s: %s); running the PyTorch model instead",
+                self._export_runtime,
+                exc.__class__.__name__,
+                first[:200],
+            )
+            self.runtime = self._export_runtime = "torch"
+            self.model, self._imgsz = self._pt, self.cfg.imgsz
+            return
+        self._exports[shape] = (model, path)
+        self.model, self._imgsz, self.export_path, self.runtime = model, shape, path, self._export_runtime
+
+    def _restore_threads(self) -> None:
+        """Undo Ultralytics' ``select_device``, which sets torch to ``cpu_count - 1`` threads on a CPU
+        when a model is set up: the embedders and the PyTorch detector run on every core torch had."""
+        import torch
+
+        if torch.get_num_threads() < self._threads:
+            torch.set_num_threads(self._threads)
 
     def _check_classes(self) -> None:
         names = self.model.names
@@ -124,14 +230,17 @@ class Detector:
         return self.model.predict(
             image,
             conf=self.cfg.conf,
-            imgsz=self.cfg.imgsz,
+            imgsz=self._imgsz,
             classes=self.cfg.classes,
             device=self.cfg.device,
             verbose=False,
+            **(precision_args(self.precision) if self.runtime == "torch" else {}),
         )[0]  # type: ignore[index]
 
     def _first_predict(self, image: np.ndarray) -> Any:
-        """:meth:`_predict`, where an exported model loads: its failures become one-line errors."""
+        """:meth:`_predict`, where an exported model loads: its failures become one-line errors. PyTorch
+        on a CPU gets back the thread count Ultralytics' device selection lowered (to ``cpu_count - 1``)."""
+
         try:
             r = self._predict(image)
         except UserError:
@@ -151,12 +260,20 @@ class Detector:
             ) from exc
         if getattr(r, "boxes", None) is None:  # a classification model
             raise UserError(f"det={self.cfg.model!r} gives no boxes; pass a YOLO detection model")
+        self._restore_threads()
         self._check_classes()
         self._ran = True
         return r
 
     def __call__(self, image: np.ndarray) -> Detections:
-        """Detect objects in one (H, W, 3) uint8 BGR image."""
+        """Detect objects in one (H, W, 3) uint8 BGR image. With an export runtime the model is exported
+        for this frame size when it is new (the first frame, a new source of another size)."""
+        hw = (int(image.shape[0]), int(image.shape[1]))
+        if hw != self._hw:
+            self._hw = hw
+            if self._export_runtime != "torch":
+                self._use_export(hw)
+                self._restore_threads()
         r = self._predict(image) if self._ran else self._first_predict(image)
         boxes: Any = r.boxes
         xyxy = boxes.xyxy.cpu().numpy().astype(np.float32)
@@ -172,6 +289,15 @@ class Detector:
         return Detections(
             xyxy, boxes.conf.cpu().numpy().astype(np.float32), boxes.cls.cpu().numpy().astype(np.int64), feats
         )
+
+
+def _on_cuda(device: str | None) -> bool:
+    """Whether a run on ``device`` (``None``: Ultralytics' choice, CUDA when available) uses CUDA."""
+    import torch
+
+    if device is None:
+        return torch.cuda.is_available()
+    return device.startswith("cuda") or device.replace(",", "").isdigit()
 
 
 def _no_autoinstall() -> None:

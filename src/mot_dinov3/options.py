@@ -10,6 +10,8 @@ from typing import Any
 from mot_dinov3 import __version__
 from mot_dinov3.config import (
     DEFAULT_DINO_MODEL,
+    DET_PRECISIONS,
+    DET_RUNTIMES,
     DetectorConfig,
     EmbedderConfig,
     OutputConfig,
@@ -65,6 +67,18 @@ def track_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--save-mot", metavar="PATH", help="write MOTChallenge txt results")
     g.add_argument("--save-json", metavar="PATH", help="write the run summary as JSON")
+    g.add_argument(
+        "--codec",
+        choices=OutputConfig.CODECS,
+        default="auto",
+        help="video codec; auto: H.264 (plays in browsers; needs PyAV) in .mp4/.m4v/.mov/.mkv, else mp4v, "
+        "and MJPG in .avi",
+    )
+    g.add_argument(
+        "--report",
+        metavar="PATH.html",
+        help="write a self-contained HTML report: the video, per-frame latency by stage, embeddings, tracks",
+    )
     g.add_argument("--fps", type=float, help="output video fps (default: the source fps)")
     g.add_argument("--max-frames", type=int, help="stop after this many frames")
     g.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -86,6 +100,25 @@ def track_parser() -> argparse.ArgumentParser:
     g.add_argument("--classes", help='keep only these class ids, e.g. "0" (person) or "0,2"')
     g.add_argument("--cpu", action="store_true", help="force CPU for every model")
     g.add_argument("--device", help="torch device, e.g. cuda:0 (default: CUDA if available)")
+    g.add_argument(
+        "--det-runtime",
+        choices=DET_RUNTIMES,
+        default="auto",
+        help="run a .pt detector in PyTorch or export it once (cached) to OpenVINO, ONNX Runtime or TensorRT; "
+        "auto: OpenVINO on a CPU when installed, else PyTorch (default: auto)",
+    )
+    g.add_argument(
+        "--det-precision",
+        choices=DET_PRECISIONS,
+        default="auto",
+        help="detector precision; auto: fp16 on CUDA, fp32 on a CPU; int8: OpenVINO, calibrated on frames of "
+        "--det-calib (default: auto)",
+    )
+    g.add_argument(
+        "--det-calib",
+        metavar="PATH",
+        help="video or image folder whose frames calibrate --det-precision int8 (default: the source)",
+    )
     g = p.add_argument_group("embeddings")
     g.add_argument(
         "--embedder",
@@ -212,6 +245,9 @@ def build_run_config(a: argparse.Namespace) -> RunConfig:
             imgsz=a.imgsz,
             classes=parse_classes(a.classes),
             device=device,
+            runtime=a.det_runtime,
+            precision=a.det_precision,
+            calib=a.det_calib or (a.source if isinstance(a.source, str) else None),
         ),
         embedder=EmbedderConfig(
             name=a.embedder,
@@ -233,6 +269,8 @@ def build_run_config(a: argparse.Namespace) -> RunConfig:
             line_thickness=a.line_thickness,
             font_scale=a.font_scale,
             progress=not a.no_progress,
+            codec=a.codec,
+            report=a.report,
         ),
         max_frames=a.max_frames,
     )

@@ -36,6 +36,8 @@ def cache_path(cache_dir: Path, seq: Path, det: DetectorConfig, tag: str = "") -
     sequence (same name)."""
     classes = "all" if det.classes is None else "-".join(map(str, det.classes))
     tag = f"_{tag}" if tag else ""
+    if det.runtime not in ("auto", "torch") or det.precision not in ("auto", "fp32"):  # PyTorch's have no suffix
+        tag += f"_{det.runtime}-{det.precision}"
     return (
         Path(cache_dir) / f"{Path(det.model).stem}_{det.imgsz}_conf{det.conf:g}_cls{classes}{tag}" / f"{seq.name}.npz"
     )
@@ -45,7 +47,8 @@ def load_or_detect(
     cache_dir: Path, seq: Path, det: DetectorConfig, detector: Detector | None = None, tag: str = ""
 ) -> SequenceDetections:
     """Detections of every frame of ``seq``, from the cache under ``cache_dir`` or computed (and cached)
-    now with ``detector`` (default: built from ``det``, capturing neck features)."""
+    now with ``detector`` (default: built from ``det``; in PyTorch unless ``det`` names another runtime or
+    INT8, capturing neck features where PyTorch runs, zeros elsewhere)."""
     path = cache_path(cache_dir, seq, det, tag)
     if path.is_file():
         z = np.load(path)
@@ -60,7 +63,10 @@ def load_or_detect(
             )
         ]
         return SequenceDetections(cached, z["detect_ms"], z["read_ms"])
-    detector = detector or Detector(replace(det, capture_features=True))
+    torch_path = det.runtime in ("auto", "torch") and det.precision != "int8"  # only PyTorch has neck features
+    detector = detector or Detector(
+        replace(det, runtime="torch" if torch_path else det.runtime, capture_features=torch_path)
+    )
     frames: list[Detections] = []
     feats: list[np.ndarray] = []
     detect_ms, read_ms = [], []

@@ -1,0 +1,231 @@
+"""Detector runtimes: the static export shape, the runtime choice, a cached OpenVINO / ONNX export that gives
+PyTorch's boxes, the fallback when an export fails, and the thread count PyTorch keeps."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+
+from mot_dinov3 import det_export
+from mot_dinov3.config import DetectorConfig
+from mot_dinov3.det_export import resolve_runtime, static_shape
+from mot_dinov3.errors import UserError
+from mot_dinov3.matching import iou_matrix
+
+
+@pytest.mark.parametrize(
+    "hw, imgsz, shape",
+    [
+        ((1080, 1920), 960, (544, 960)),  # MOT17: 960x540, padded to a multiple of 32
+        ((480, 640), 960, (736, 960)),  # upscaled: 720 -> 736
+        ((1080, 1920), 640, (384, 640)),
+        ((576, 768), 1000, (768, 1024)),  # imgsz rounded up to the stride, as Ultralytics does
+        ((500, 500), 320, (320, 320)),
+    ],
+)
+def test_static_shape_is_the_pytorch_letterbox(hw, imgsz, shape):
+    assert static_shape(hw, imgsz) == shape
+
+
+def test_static_shape_matches_ultralytics_letterbox():
+    from ultralytics.data.augment import LetterBox
+
+    for h, w in [(1080, 1920), (480, 640), (720, 1280), (577, 769), (1920, 1080)]:
+        out = LetterBox((960, 960), auto=True, stride=32)(image=np.zeros((h, w, 3), np.uint8))
+        assert out.shape[:2] == static_shape((h, w), 960), (h, w)
+
+
+def test_auto_runtime(monkeypatch):
+    monkeypatch.setattr(det_export, "installed", lambda rt: True)
+    assert resolve_runtime("auto", "w.pt", cuda=False, capture_features=False) == "openvino"
+    assert resolve_runtime("auto", "w.pt", cuda=True, capture_features=False) == "torch"  # fp16 PyTorch
+    assert resolve_runtime("auto", "w.pt", cuda=False, capture_features=True) == "torch"  # neck features
+    assert resolve_runtime("auto", "m_openvino_model/", cuda=False, capture_features=False) == "torch"
+    assert resolve_runtime("onnx", "w.pt", cuda=False, capture_features=False) == "onnx"
+    monkeypatch.setattr(det_export, "installed", lambda rt: rt == "torch")
+    assert resolve_runtime("auto", "w.pt", cuda=False, capture_features=False) == "torch"
+
+
+@pytest.mark.parametrize(
+    "runtime, weights, features, said",
+    [
+        ("onnx", "m_openvino_model", False, "already an exported openvino model"),
+        ("openvino", "w.pt", True, "det_runtime='openvino'"),
+    ],
+)
+def test_runtime_conflicts_are_one_line_errors(runtime, weights, features, said):
+    with pytest.raises(UserError, match=said) as e:
+        resolve_runtime(runtime, weights, cuda=False, capture_features=features)
+    assert "\n" not in str(e.value)
+
+
+def test_bad_runtime_names_the_parameter():
+    with pytest.raises(UserError, match="det_runtime='banana': expected one of auto, torch"):
+        DetectorConfig(runtime="banana")
+    with pytest.raises(UserError, match="det_precision='int4'"):
+        DetectorConfig(precision="int4")
+
+
+def _frames(mot17_09, n):
+    return [cv2.imread(str(p)) for p in sorted((mot17_09 / "img1").glob("*.jpg"))[:n]]
+
+
+def _matched(a, b) -> tuple[float, int, int]:
+    """Mean best IoU of ``a``'s boxes in ``b`` over frames, and the box counts."""
+    ious = [iou_matrix(x.xyxy, y.xyxy).max(1) for x, y in zip(a, b) if len(x) and len(y)]
+    return float(np.concatenate(ious).mean()), sum(map(len, a)), sum(map(len, b))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("runtime", ["openvino", "onnx"])
+def test_export_gives_pytorch_boxes_and_is_cached(runtime, yolov8n, mot17_09, tmp_path, monkeypatch):
+    pytest.importorskip({"openvino": "openvino", "onnx": "onnxruntime"}[runtime])
+    from mot_dinov3.detector import Detector
+
+    weights = tmp_path / "user" / "yolov8n.pt"
+    weights.parent.mkdir()
+    shutil.copyfile(yolov8n, weights)
+    monkeypatch.setenv("MOT_DINOV3_WEIGHTS", str(tmp_path / "cache"))
+    frames = _frames(mot17_09, 6)
+    cfg = dict(model=str(weights), imgsz=640, classes=[0], device="cpu")
+    ref = Detector(DetectorConfig(**cfg, runtime="torch"))
+    torch_dets = [ref(f) for f in frames]
+    det = Detector(DetectorConfig(**cfg, runtime=runtime))
+    exported = [det(f) for f in frames]
+    assert det.runtime == runtime and det._imgsz == (384, 640)
+    iou, n_torch, n_export = _matched(torch_dets, exported)
+    assert iou >= 0.99 and abs(n_torch - n_export) <= max(1, n_torch // 100)
+    assert sorted(p.name for p in weights.parent.iterdir()) == ["yolov8n.pt"]  # nothing beside the user's file
+
+    def no_export(*args, **kwargs):
+        raise AssertionError("exported again")
+
+    monkeypatch.setattr("ultralytics.YOLO.export", no_export)
+    again = Detector(DetectorConfig(**cfg, runtime=runtime))
+    again(frames[0])
+    assert again.runtime == runtime and again.export_path == det.export_path
+
+
+@pytest.mark.slow
+def test_int8_is_calibrated_on_the_users_frames(yolov8n, tud_campus, monkeypatch):
+    pytest.importorskip("openvino")
+    pytest.importorskip("nncf")
+    from mot_dinov3.detector import Detector
+
+    monkeypatch.setattr(det_export, "CALIB_FRAMES", 4)
+    seen = []
+    real = det_export.calibration_images
+    monkeypatch.setattr(det_export, "calibration_images", lambda *a, **k: seen.append(real(*a, **k)) or seen[-1])
+    cfg = DetectorConfig(
+        model=str(yolov8n),
+        imgsz=160,
+        classes=[0],
+        device="cpu",
+        runtime="openvino",
+        precision="int8",
+        calib=str(tud_campus),
+    )
+    det = Detector(cfg)
+    frame = cv2.imread(str(next(iter(sorted((tud_campus / "img1").glob("*.jpg"))))))
+    det(frame)
+    assert det.runtime == "openvino" and seen == [4] and "-int8-" in str(det.export_path)
+
+
+def test_int8_needs_openvino_and_frames(yolov8n):
+    from mot_dinov3.detector import Detector
+
+    with pytest.raises(UserError, match="det_precision='int8' runs on OpenVINO"):
+        Detector(DetectorConfig(model=str(yolov8n), runtime="onnx", precision="int8", calib="x"))
+    with pytest.raises(UserError, match="needs calibration frames"):
+        Detector(DetectorConfig(model=str(yolov8n), runtime="openvino", precision="int8"))
+
+
+@pytest.mark.slow
+def test_each_frame_size_gets_its_export(yolov8n, mot17_09, tud_campus):
+    """One detector over sources of two sizes (a batch worker): each size runs at its own static shape."""
+    pytest.importorskip("openvino")
+    from mot_dinov3.detector import Detector
+
+    det = Detector(DetectorConfig(model=str(yolov8n), imgsz=320, classes=[0], device="cpu", runtime="openvino"))
+    big = _frames(mot17_09, 1)[0]
+    small = cv2.imread(str(sorted((tud_campus / "img1").glob("*.jpg"))[0]))
+    first = det(big)
+    assert det._imgsz == (192, 320)
+    det(small)
+    assert det._imgsz == (256, 320) and det.runtime == "openvino"
+    again = det(big)
+    assert det._imgsz == (192, 320) and np.array_equal(first.xyxy, again.xyxy)
+
+
+@pytest.mark.slow
+def test_failed_export_falls_back_to_pytorch(yolov8n, mot17_09, monkeypatch, caplog):
+    from mot_dinov3 import detector as detector_module
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no such layer\nsecond line")
+
+    monkeypatch.setattr(detector_module, "export", broken)
+    monkeypatch.setattr(detector_module, "cached_export", lambda key: None)  # not one made by another test
+    monkeypatch.setattr(detector_module, "installed", lambda rt: True)
+    det = detector_module.Detector(
+        DetectorConfig(model=str(yolov8n), imgsz=320, classes=[0], device="cpu", runtime="openvino")
+    )
+    with caplog.at_level(logging.WARNING):
+        dets = det(_frames(mot17_09, 1)[0])
+    assert det.runtime == "torch" and len(dets) > 0
+    (line,) = [r.getMessage() for r in caplog.records if "export failed" in r.getMessage()]
+    assert "RuntimeError: no such layer" in line and "\n" not in line
+
+
+def test_missing_runtime_package_is_one_line(yolov8n, monkeypatch):
+    from mot_dinov3 import detector as detector_module
+
+    monkeypatch.setattr(detector_module, "installed", lambda rt: rt == "torch")
+    with pytest.raises(UserError, match="pip install onnxruntime"):
+        detector_module.Detector(DetectorConfig(model=str(yolov8n), runtime="onnx"))
+
+
+def test_pytorch_keeps_its_threads(yolov8n, mot17_09):
+    """Ultralytics' device selection sets torch to cpu_count - 1 threads; the detector puts it back."""
+    import torch
+
+    from mot_dinov3.detector import Detector
+
+    before = torch.get_num_threads()
+    try:
+        det = Detector(DetectorConfig(model=str(yolov8n), imgsz=320, classes=[0], device="cpu", runtime="torch"))
+        det(_frames(mot17_09, 1)[0])
+        assert torch.get_num_threads() == before
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_exports_are_never_half_used(tmp_path):
+    """A cache folder without its marker (an interrupted export) is not used."""
+    key = det_export.ExportKey("m", "0" * 64, "openvino", "fp32", (544, 960))
+    folder = tmp_path / key.folder()
+    (folder / "m_openvino_model").mkdir(parents=True)
+    assert det_export.cached_export(key, tmp_path) is None
+    (folder / det_export.MARKER).write_text('{"model": "m_openvino_model"}')
+    assert det_export.cached_export(key, tmp_path) == folder / "m_openvino_model"
+
+
+def test_openvino_telemetry_is_switched_off(monkeypatch):
+    """OpenVINO's converter posts usage data from a forked process, which offline can hang the run's exit."""
+    ga4 = pytest.importorskip("openvino_telemetry.backend.backend_ga4")
+    monkeypatch.setattr(ga4.GA4Backend, "send", ga4.GA4Backend.send)  # restored after the test
+
+    started = []
+    monkeypatch.setattr("multiprocessing.Process.start", lambda self: started.append(self))
+    monkeypatch.setattr("multiprocessing.Process.join", lambda self, timeout=None: None)
+    backend = ga4.GA4Backend.__new__(ga4.GA4Backend)
+    backend.backend_url, backend.timeout = "https://example.invalid", 1
+    backend.send({"event": "x"})
+    assert len(started) == 1  # what OpenVINO does by default
+    det_export.no_openvino_telemetry()
+    backend.send({"event": "x"})
+    assert len(started) == 1
