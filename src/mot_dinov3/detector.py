@@ -8,6 +8,11 @@ feature cell of every kept box, channel-averaged to the smallest level's width (
 Ultralytics' run-time ``pip install`` of a missing package (``openvino`` for an OpenVINO folder ...)
 is switched off (its ``YOLO_AUTOINSTALL`` switch, unless the user set that variable): a missing package
 is a one-line error naming it.
+
+Runtimes (``DetectorConfig.runtime``): a ``.pt`` detector runs in PyTorch or, exported once per input
+shape by :mod:`mot_dinov3.det_export`, in OpenVINO, ONNX Runtime or TensorRT; the export is made (or
+read from its cache) when the first frame of a size arrives. PyTorch on a CPU runs on the threads torch
+had before Ultralytics' device selection lowered them to ``cpu_count - 1``.
 """
 
 from __future__ import annotations
@@ -96,7 +101,10 @@ class Detector:
         UserError: weights missing or not loadable (offline and not cached, corrupt file), class ids
             the model does not have, or ``capture_features`` requested for a model without a PyTorch
             ``Detect`` head. An exported model loads at its first frame: a missing package, a model that
-            is not a detector or a class id it does not have is raised by the first call.
+            is not a detector or a class id it does not have is raised by the first call. A runtime
+            whose package is not installed, a runtime an exported model or ``capture_features`` rules
+            out, INT8 without OpenVINO, NNCF or calibration frames. A failed export is not an error: it
+            logs one line and PyTorch runs.
     """
 
     def __init__(self, cfg: DetectorConfig):
