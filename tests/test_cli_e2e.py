@@ -319,6 +319,8 @@ def test_interrupt_keeps_a_playable_video_and_the_results(tmp_path, yolov8n, sig
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        # a shell's background job (CI run with &) ignores SIGINT, and so would the child; a terminal's Ctrl-C does not
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.time() + 120
     while time.time() < deadline and sum(f.stat().st_size for f in tmp_path.glob("r.txt.*.part")) < 200:
