@@ -16,6 +16,11 @@ Each *condition* is a set of MOTChallenge sequences (gt included) seen through o
 ``fps/2 conf*0.7`` both: the low-score crowd at a lower frame rate
 ``dense``          MOT17-09's densest 150 frames (most gt boxes)
 ``mini``           the MOT17-mini sequences (dense, moving cameras; 4-8 frames: detection coverage)
+``crowd``          a long crowd of small people: MOT17-09 as a 2x2 mosaic of half-size tiles (1920x1080,
+                   about 40 people a frame, 262 frames; see :func:`mosaic_sequence`)
+``crowd3``         a 3x3 mosaic of third-size tiles: about 90 people a frame, 175 frames, low scores
+``crowd3 fps/2``   the same at every 2nd frame
+``crowd3 conf*0.7`` the 3x3 mosaic with its scores x0.7: a crowd whose people score mostly 0.2-0.5
 =================  ====================================================================================
 
 Derived sequences live under ``benchmarks/cache/generalise/<condition>/`` (images are links to
@@ -36,6 +41,7 @@ import argparse
 import configparser
 import contextlib
 import dataclasses
+import importlib
 import io
 import json
 import os
@@ -77,11 +83,12 @@ METRICS = ("HOTA", "DetA", "AssA", "IDF1", "IDSW", "FP", "FN")
 
 @dataclass(frozen=True)
 class View:
-    """A detector view of the original frames: weights file stem, imgsz and image scale."""
+    """A detector view of the original frames: weights file stem, imgsz, image scale and mosaic."""
 
     weights: str
     imgsz: int
     scale: float = 1.0
+    mosaic: int = 0  # > 1: the n x n crowd mosaic of :func:`mosaic_sequence`
 
 
 @dataclass(frozen=True)
@@ -109,6 +116,10 @@ CONDITIONS = (
     Condition("fps/2 conf*0.7", V960, step=2, conf_scale=0.7),
     Condition("dense", V960, seqs=(DEV[0],), dense_window=150),
     Condition("mini", V960, seqs=MINI),
+    Condition("crowd", View("yolov8n_from_int8", 960, mosaic=2), seqs=(DEV[0],)),
+    Condition("crowd3", View("yolov8n_from_int8", 960, mosaic=3), seqs=(DEV[0],)),
+    Condition("crowd3 fps/2", View("yolov8n_from_int8", 960, mosaic=3), seqs=(DEV[0],), step=2),
+    Condition("crowd3 conf*0.7", View("yolov8n_from_int8", 960, mosaic=3), seqs=(DEV[0],), conf_scale=0.7),
 )
 
 
@@ -126,7 +137,58 @@ def _strict_births(self, dets, f, image_w):
     return f.conf[dets] >= self.cfg.new_track_thresh
 
 
-PATCHES = {"strict_births": ("_may_start", _strict_births)}
+def _height_births(k: float):
+    """Birth rule variant: a lost track blocks a low birth only within ``k`` box heights (of the
+    detection) of its last observation, not ``reid_max_dist`` image widths."""
+
+    def may_start(self, dets, f, image_w):
+        from mot_dinov3.track import TrackState
+
+        lost = [t for t in self.tracks if t.state == TrackState.LOST]
+        if not lost or not len(dets):
+            return np.ones(len(dets), bool)
+        last = np.array([t.last_obs for t in lost]).reshape(-1, 4)
+        box = f.xyxy[dets]
+        cl, cb = (last[:, :2] + last[:, 2:]) / 2, (box[:, :2] + box[:, 2:]) / 2
+        dist = np.linalg.norm(cl[:, None] - cb[None], axis=2)
+        near = dist <= k * (box[:, 3] - box[:, 1])[None]
+        return ~near.any(axis=0) | (f.conf[dets] >= self.cfg.new_track_thresh)
+
+    return ("_may_start", may_start)
+
+
+def _score_norm(ref: float, q: float = 0.9, window: int = 1000):
+    """Experiment: scores divided by min(1, the q-quantile of the last ``window`` scores / ``ref``)
+    before gating and tracking (a detector or scene whose clear objects score low gets the thresholds
+    scaled down with it)."""
+    from collections import deque
+
+    from mot_dinov3.api import MultiObjectTracker
+
+    original = MultiObjectTracker.step
+
+    def step(self, xyxy, conf, cls, image, feats=None, include_lost=False):
+        hist = self.__dict__.setdefault("_score_hist", deque(maxlen=window))
+        hist.extend(np.asarray(conf, float).tolist())
+        s = min(1.0, float(np.quantile(hist, q)) / ref) if len(hist) >= 20 else 1.0
+        return original(
+            self, xyxy, np.minimum(np.asarray(conf) / s, 1.0).astype(np.float32), cls, image, feats, include_lost
+        )
+
+    return [("mot_dinov3.api", "MultiObjectTracker.step", step)]
+
+
+PATCHES: dict[str, object] = {
+    "score_norm0.9": _score_norm(0.9),
+    "score_norm0.85": _score_norm(0.85),
+    "score_norm0.9q75": _score_norm(0.8, 0.75),
+    "snq75w5k": _score_norm(0.8, 0.75, 5000),
+    "snq75all": _score_norm(0.8, 0.75, 10**7),
+    "snq75r75w5k": _score_norm(0.75, 0.75, 5000),
+    "strict_births": ("_may_start", _strict_births),
+    "second_iou0.5": [("mot_dinov3.tracker", "SECOND_MATCH_THRESH", 0.5)],  # ByteTrack's second stage
+    **{f"height_births{k:g}": _height_births(k) for k in (0.5, 1.0, 2.0, 3.0)},
+}
 
 # name: (tracker overrides, scheduler overrides, Tracker method replaced): each switches one rule off
 ABLATIONS: dict[str, tuple[dict, dict, tuple[str, object] | None]] = {
@@ -205,9 +267,80 @@ def _frames(seq: Path) -> list[Path]:
     return sorted((seq / info.get("imdir", "img1")).glob("*" + info.get("imext", ".jpg")))
 
 
+def _gt_rows(seq: Path) -> list[list[str]]:
+    return [line.split(",") for line in (seq / "gt" / "gt.txt").read_text().splitlines() if line.strip()]
+
+
+def mosaic_sequence(src: Path, n: int) -> Path:
+    """A long crowd of small people from one sequence (made once under ``GEN_DIR/_mosaic<n>``).
+
+    Each frame is an ``n`` x ``n`` mosaic of tiles 1/n the source's size, at the source's resolution.
+    Column ``c`` shows the ``c``-th of ``n`` equal time segments of the sequence; row 0 plays it
+    forward, row 1 forward and mirrored (horizontal flip), row 2 backward. ``n**2`` times the people at
+    1/n their size, so lower detector scores; where a person appears twice at once, the copies are
+    at least a tile height apart. Identities of tile k are offset by ``k * 100000`` in the gt;
+    gt boxes are clipped to their tile.
+    """
+    if n not in (2, 3):
+        raise ValueError(f"mosaic n={n}: 2 or 3")
+    dst = GEN_DIR / f"_mosaic{n}" / src.name
+    if (dst / "seqinfo.ini").is_file():
+        return dst
+    (dst / "img1").mkdir(parents=True, exist_ok=True)
+    (dst / "gt").mkdir(exist_ok=True)
+    files = _frames(src)
+    seg = len(files) // n
+    h, w = cv2.imread(str(files[0])).shape[:2]
+    th, tw = h // n, w // n
+
+    def source_frame(i: int, row: int, col: int) -> int:  # 0-based source frame of tile (row, col)
+        return col * seg + (seg - 1 - i if row == 2 else i)
+
+    for i in range(seg):
+        canvas = np.zeros((n * th, n * tw, 3), np.uint8)
+        for row in range(n):
+            for col in range(n):
+                im = cv2.imread(str(files[source_frame(i, row, col)]))
+                im = cv2.resize(im, (tw, th), interpolation=cv2.INTER_AREA)
+                canvas[row * th : (row + 1) * th, col * tw : (col + 1) * tw] = im[:, ::-1] if row == 1 else im
+        cv2.imwrite(str(dst / "img1" / f"{i + 1:06d}.jpg"), canvas, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    by_frame: dict[int, list[list[str]]] = {}
+    for c in _gt_rows(src):
+        by_frame.setdefault(int(c[0]) - 1, []).append(c)
+    out = []
+    for i in range(seg):
+        for row in range(n):
+            for col in range(n):
+                for c in by_frame.get(source_frame(i, row, col), []):
+                    x, y, bw, bh = (float(v) for v in c[2:6])
+                    x1, y1 = min(x + bw, w), min(y + bh, h)  # clipped: no box reaches into a neighbour
+                    x, y = max(x, 0.0), max(y, 0.0)
+                    if x1 - x <= 1 or y1 - y <= 1:
+                        continue
+                    if row == 1:
+                        x, x1 = w - x1, w - x
+                    r = list(c)
+                    r[0], r[1] = str(i + 1), str(int(c[1]) + (row * n + col) * 100000)
+                    r[2:6] = [
+                        f"{x / n + col * tw:.2f}",
+                        f"{y / n + row * th:.2f}",
+                        f"{(x1 - x) / n:.2f}",
+                        f"{(y1 - y) / n:.2f}",
+                    ]
+                    out.append(",".join(r))
+    (dst / "gt" / "gt.txt").write_text("\n".join(out) + "\n")
+    info = read_seqinfo(src)
+    info["imext"] = ".jpg"
+    _write_seqinfo(dst, info, seg, float(info["framerate"]), (n * tw, n * th))
+    return dst
+
+
 def view_sequence(data: Path, rel: str, view: View) -> Path:
-    """The original sequence, or its frames and gt downscaled by ``view.scale`` (made once)."""
+    """The original sequence, or its frames and gt downscaled by ``view.scale`` or made a crowd
+    mosaic (made once)."""
     src = data / rel
+    if view.mosaic:
+        return mosaic_sequence(src, view.mosaic)
     if view.scale == 1.0:
         return src
     dst = GEN_DIR / f"_x{view.scale:g}" / src.name
@@ -313,7 +446,13 @@ def prepare(cond: Condition, data: Path, det_dir: Path, reid: str) -> Prepared:
     out = Prepared([], {}, {})
     for rel in cond.seqs:
         src = view_sequence(data, rel, cond.view)
-        tag = f"x{cond.view.scale:g}" if cond.view.scale != 1.0 else ""
+        tag = (
+            f"x{cond.view.scale:g}"
+            if cond.view.scale != 1.0
+            else f"mosaic{cond.view.mosaic}"
+            if cond.view.mosaic
+            else ""
+        )
         full = load_or_detect(src, det, tag=tag)
         vec = view_embeddings(src, det, full, reid, tag)
         keep = kept_frames(cond, src, len(full.frames))
@@ -384,6 +523,39 @@ def parse_sets(items: list[str]) -> tuple[dict, dict]:
     return t, s
 
 
+@contextlib.contextmanager
+def patched(patch):
+    """Apply a patch for the duration: ``None``; a :data:`PATCHES` name (names joined by ``+``; by
+    name because closures do not pickle); a ``(Tracker method name, function)`` pair; or a list of
+    ``(module, attribute, value)`` triples (a module constant, or ``Class.method``)."""
+    if patch is None:
+        yield
+        return
+    if isinstance(patch, str):
+        items = [t for name in patch.split("+") for t in _as_triples(PATCHES[name])]
+    else:
+        items = _as_triples(patch)
+    undo = []
+    try:
+        for module, attr, value in items:
+            owner = importlib.import_module(module)
+            *path, name = attr.split(".")
+            for part in path:
+                owner = getattr(owner, part)
+            undo.append((owner, name, getattr(owner, name)))
+            setattr(owner, name, value)
+        yield
+    finally:
+        for owner, name, value in reversed(undo):
+            setattr(owner, name, value)
+
+
+def _as_triples(patch) -> list:
+    if isinstance(patch, tuple) and len(patch) == 2 and isinstance(patch[0], str):
+        return [("mot_dinov3.tracker", f"Tracker.{patch[0]}", patch[1])]
+    return list(patch)
+
+
 def _job(args) -> tuple[str, str, dict]:
     """One (row, condition) replay in a worker process."""
     row, cond, kind, spec, data, det_dir, reid = args
@@ -398,19 +570,11 @@ def _job(args) -> tuple[str, str, dict]:
             ]
             out = {"track_ms_per_frame": float(np.mean(ms))}
         else:
-            from mot_dinov3.tracker import Tracker
-
             t_over, s_over, mode, patch = spec
             tracker = replace(TrackerConfig(), **t_over)
             sched = None if mode == "none" else replace(SchedulerConfig(), embed_all=mode == "all", **s_over)
-            original = getattr(Tracker, patch[0]) if patch else None
-            try:
-                if patch:  # workers are reused: the method is put back below
-                    setattr(Tracker, *patch)
+            with patched(patch):  # workers are reused: every patch is undone
                 out = run_ours(prep, tracker, sched, res)
-            finally:
-                if patch:
-                    setattr(Tracker, patch[0], original)
         out.update(scores(prep.seqs, res))
     return row, cond.name, out
 
@@ -449,7 +613,9 @@ def main() -> None:
             t, s, patch = ABLATIONS[name]
             ours[f"ours, -{name}"] = ({**t_over, **t}, {**s_over, **s}, "lazy", patch)
     for name, *items in a.variant:
-        patch = next((PATCHES[i.split("=", 1)[1]] for i in items if i.startswith("patch=")), None)
+        patch = next((i.split("=", 1)[1] for i in items if i.startswith("patch=")), None)  # PATCHES names
+        if patch is not None and not all(p in PATCHES for p in patch.split("+")):
+            raise SystemExit(f"--variant {name}: unknown patch {patch!r}; one of {', '.join(PATCHES)}")
         t, s = parse_sets([i for i in items if not i.startswith("patch=")])
         ours[f"ours, {name}"] = ({**t_over, **t}, {**s_over, **s}, "lazy", patch)
     for c in conds:  # detections and embeddings once, in this process

@@ -19,6 +19,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import av
+import cv2
 import numpy as np
 import pytest
 from conftest import shared_path
@@ -277,6 +278,42 @@ def test_codec_choices_odd_sizes_and_frames_of_another_size(tmp_path):
     assert not empty.written and not list(tmp_path.glob("empty*"))
 
 
+@pytest.mark.parametrize("codec", ["h264", "mp4v"])
+def test_a_background_writer_writes_the_same_frames_in_order(tmp_path, codec):
+    rng = np.random.default_rng(0)
+    images = [cv2.GaussianBlur(rng.integers(0, 255, (96, 128, 3), np.uint8), (9, 9), 3) for _ in range(30)]
+    decoded = {}
+    for background in (False, True):
+        path = tmp_path / f"{background}.mp4"
+        writer = video.VideoWriter(path, 25.0, (128, 96), codec=codec, background=background)
+        for im in images:
+            writer.write(im)
+        writer.close()
+        assert writer.frames == 30 and writer.written
+        with av.open(str(path)) as container:
+            decoded[background] = [f.to_ndarray(format="bgr24") for f in container.decode(video=0)]
+    assert len(decoded[True]) == 30
+    assert all(np.array_equal(a, b) for a, b in zip(decoded[False], decoded[True]))
+    assert (
+        np.abs(decoded[True][7].astype(int) - images[7]).mean()
+        < np.abs(decoded[True][8].astype(int) - images[7]).mean()
+    )
+
+
+def test_a_background_writer_hands_an_encoder_bug_to_the_caller(tmp_path, monkeypatch):
+    writer = video.VideoWriter(tmp_path / "v.mp4", 25.0, (64, 48), codec="mp4v", background=True)
+
+    def broken(image):
+        raise ValueError("a bug in the encoder")
+
+    monkeypatch.setattr(writer._enc, "write", broken)
+    with pytest.raises(ValueError, match="a bug in the encoder"):
+        for _ in range(10):
+            writer.write(np.zeros((48, 64, 3), np.uint8))
+    writer.close()  # raised once already: close finalises (nothing written, no file)
+    assert not writer.written and not list(tmp_path.glob("v*"))
+
+
 class _FullContainer:
     """A PyAV output container on a disk that fills after ``whole`` packets: later muxes and the trailer fail."""
 
@@ -296,10 +333,11 @@ class _FullContainer:
             raise av.error.OSError(errno.ENOSPC, "No space left on device")
 
 
-def test_a_full_disk_during_an_h264_video_keeps_the_earlier_video(tmp_path):
+@pytest.mark.parametrize("background", [False, True], ids=["inline", "background"])
+def test_a_full_disk_during_an_h264_video_keeps_the_earlier_video(tmp_path, background):
     path = tmp_path / "v.mp4"
     path.write_bytes(b"an earlier video")
-    writer = video.VideoWriter(path, 10.0, (64, 48), codec="h264")
+    writer = video.VideoWriter(path, 10.0, (64, 48), codec="h264", background=background)
     writer._enc._out = _FullContainer(writer._enc._out, whole=0)  # type: ignore[union-attr]
     with pytest.raises(WriteError, match=r"^output='.*v\.mp4': cannot write frame \d+ \(No space left on device"):
         for i in range(40):  # x264 holds frames back before its first packet

@@ -1,7 +1,9 @@
 """The frame loop: read -> detect -> schedule + embed -> track -> draw -> write, each stage timed.
 
 Frames are decoded one to four frames ahead in a background thread (:func:`mot_dinov3.io.prefetch`),
-so the ``read`` stage is the time the loop waited for a decoded frame.
+so the ``read`` stage is the time the loop waited for a decoded frame; the annotated video is encoded
+on a thread of its own (:class:`mot_dinov3.video.VideoWriter` ``background``), so ``write`` is the time
+the loop waited for the encoder.
 
 This is the one place that sees every stage. Per frame: the tracker predicts its tracks' boxes;
 the scheduler plans which detections need a fresh embedding against those predictions and runs the
@@ -113,7 +115,8 @@ def frames(
     decoded = prefetch(source)  # decoding overlaps detection
     try:
         if out.video:
-            video = VideoWriter(out.video, out.fps or source.fps, (source.width, source.height), codec or "auto")
+            size = (source.width, source.height)
+            video = VideoWriter(out.video, out.fps or source.fps, size, codec or "auto", background=True)
         if out.mot_txt:
             mot_txt = MotWriter(out.mot_txt)
         while cfg.max_frames is None or timer.frames < cfg.max_frames:

@@ -4,7 +4,8 @@
 the file has loaded) in ``.mp4``, ``.m4v``, ``.mov`` and ``.mkv`` when PyAV and an H.264 encoder (libx264,
 libopenh264) are installed, else OpenCV ``mp4v`` with a notice; ``.avi`` gets ``MJPG``. Like every writer
 in :mod:`mot_dinov3.io`, :class:`VideoWriter` writes a temporary file beside its path and moves it into
-place only when it plays.
+place only when it plays. With ``background=True`` frames are encoded on a thread of their own, so encoding
+overlaps the caller's next frame (FFmpeg and OpenCV release the GIL while they encode).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import queue
+import threading
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -108,7 +111,11 @@ class _OpenCvEncoder:
 
 class _PyAvEncoder:
     """H.264 (yuv420p) through PyAV, encoded on FFmpeg's threads; odd widths and heights are padded by one
-    pixel (the edge repeated), as 4:2:0 chroma needs even sizes. FFmpeg errors surface as ``OSError``."""
+    pixel (the edge repeated), as 4:2:0 chroma needs even sizes. FFmpeg errors surface as ``OSError``.
+
+    BGR is converted to I420 by OpenCV (BT.601 limited range, as FFmpeg's swscale does; SIMD and
+    several threads, where swscale's bgr24 path is one thread) and libx264 runs ``superfast``: on a
+    CPU the annotated video shares the cores with the detector."""
 
     def __init__(self, part: Path, path: Path, fps: float, size_wh: tuple[int, int]):
         import av
@@ -125,7 +132,7 @@ class _PyAvEncoder:
             stream.width, stream.height, stream.pix_fmt = w + w % 2, h + h % 2, "yuv420p"
             stream.codec_context.thread_type = "AUTO"
             if stream.codec_context.name == "libx264":
-                stream.codec_context.options = {"preset": "veryfast", "crf": "23"}
+                stream.codec_context.options = {"preset": "superfast", "crf": "23"}
             else:  # libopenh264 and others: a bit rate of 0.1 bit per pixel per frame
                 stream.bit_rate = int(max(200_000, 0.1 * stream.width * stream.height * fps))
             stream.codec_context.open()  # now, not in the first write
@@ -142,7 +149,8 @@ class _PyAvEncoder:
         bottom, right = self._pad
         if bottom or right:
             image = cv2.copyMakeBorder(image, 0, bottom, 0, right, cv2.BORDER_REPLICATE)
-        frame = self._av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgr24")
+        yuv = np.asarray(cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_BGR2YUV_I420), np.uint8)
+        frame = self._av.VideoFrame.from_ndarray(yuv, format="yuv420p")
         frame.pts = self._frames
         self._frames += 1
         self._mux(frame)
@@ -192,17 +200,22 @@ class VideoWriter:
         fps: frames per second (> 0).
         size_wh: (width, height) of every frame, pixels; H.264 pads an odd one by a pixel.
         codec: ``"auto"``, ``"h264"``, ``"mp4v"`` or ``"mjpg"`` (:func:`resolve_codec`).
+        background: encode on a thread of its own, up to :data:`BACKGROUND_DEPTH` frames behind
+            :meth:`write`; the caller must not modify an image after passing it. A write error is then
+            raised by a later :meth:`write` or by :meth:`close`.
 
     Attributes:
         codec: the codec written (``"h264"``, ``"mp4v"`` or ``"mjpg"``).
-        frames: frames written so far.
+        frames: frames encoded so far.
         written: :meth:`close` moved a playable video into place.
 
     Raises:
         UserError: what :func:`resolve_codec` raises, or the file cannot be opened for writing.
     """
 
-    def __init__(self, path: str | Path, fps: float, size_wh: tuple[int, int], codec: str = "auto"):
+    def __init__(
+        self, path: str | Path, fps: float, size_wh: tuple[int, int], codec: str = "auto", background: bool = False
+    ):
         self.codec = resolve_codec(path, codec)
         self.path = ensure_writable(path, "output")
         self.size_wh = (int(size_wh[0]), int(size_wh[1]))
@@ -214,6 +227,14 @@ class VideoWriter:
         )
         self.frames = 0
         self.written = False
+        self._error: Exception | None = None  # a background write that failed (WriteError, or a bug's)
+        self._raised = False
+        self._queue: queue.Queue | None = None
+        self._thread: threading.Thread | None = None
+        if background:
+            self._queue = queue.Queue(maxsize=BACKGROUND_DEPTH)
+            self._thread = threading.Thread(target=self._drain, name="video-encode", daemon=True)
+            self._thread.start()
 
     def write(self, image: np.ndarray) -> None:
         """Append one (H, W, 3) uint8 BGR frame of the size given at construction.
@@ -221,6 +242,7 @@ class VideoWriter:
         Raises:
             UserError: the frame has another size.
             WriteError: the encoder could not write it (disk full, I/O error); the frames before it stay.
+                In the background: an earlier frame's error, raised again by every later write.
         """
         assert self._enc is not None, "write after close"
         if image.shape[1::-1] != self.size_wh:  # OpenCV would drop it silently
@@ -228,6 +250,14 @@ class VideoWriter:
                 f"output={str(self.path)!r}: a frame of {image.shape[1]}x{image.shape[0]} for a "
                 f"{self.size_wh[0]}x{self.size_wh[1]} video; give every frame the first one's size"
             )
+        self._raise_pending()
+        if self._queue is None:
+            self._encode(image)
+        else:
+            self._queue.put(image)
+
+    def _encode(self, image: np.ndarray) -> None:
+        assert self._enc is not None
         try:
             self._enc.write(image)
         except OSError as exc:
@@ -237,15 +267,34 @@ class VideoWriter:
             ) from exc
         self.frames += 1
 
+    def _drain(self) -> None:
+        """The background thread: encode queued frames until ``None``; after an error, drop the rest."""
+        assert self._queue is not None
+        while (image := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._encode(image)
+                except Exception as exc:  # raised in the caller's thread by the next write() or close()
+                    self._error = exc
+
+    def _raise_pending(self) -> None:
+        if self._error is not None:
+            self._raised = True
+            raise self._error
+
     def close(self) -> None:
         """Finalise the video: in place when it plays, removed when it holds no frame.
 
         Raises:
             WriteError: the finished file does not play (disk full, I/O error); it is removed and an
-                earlier file at ``path`` is kept.
+                earlier file at ``path`` is kept. In the background, also a write error not yet raised
+                (the frames before it are kept when they play).
         """
         if self._enc is None:
             return
+        if self._thread is not None and self._queue is not None:
+            self._queue.put(None)
+            self._thread.join()
         enc, self._enc = self._enc, None
         failure = ""
         try:
@@ -262,3 +311,8 @@ class VideoWriter:
             )
         _commit(self._part, self.path, "output", keep=playable)
         self.written = playable
+        if not self._raised:
+            self._raise_pending()
+
+
+BACKGROUND_DEPTH = 2  # frames a background VideoWriter holds before write() waits (memory: 2 frames)
