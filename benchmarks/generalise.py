@@ -267,6 +267,16 @@ def _frames(seq: Path) -> list[Path]:
     return sorted((seq / info.get("imdir", "img1")).glob("*" + info.get("imext", ".jpg")))
 
 
+def _new_sequence(dst: Path) -> bool:
+    """False when the derived sequence ``dst`` is complete already (its seqinfo.ini is written last);
+    else make its ``img1/`` and ``gt/`` folders and return True."""
+    if (dst / "seqinfo.ini").is_file():
+        return False
+    (dst / "img1").mkdir(parents=True, exist_ok=True)
+    (dst / "gt").mkdir(exist_ok=True)
+    return True
+
+
 def _gt_rows(seq: Path) -> list[list[str]]:
     return [line.split(",") for line in (seq / "gt" / "gt.txt").read_text().splitlines() if line.strip()]
 
@@ -284,10 +294,8 @@ def mosaic_sequence(src: Path, n: int) -> Path:
     if n not in (2, 3):
         raise ValueError(f"mosaic n={n}: 2 or 3")
     dst = GEN_DIR / f"_mosaic{n}" / src.name
-    if (dst / "seqinfo.ini").is_file():
+    if not _new_sequence(dst):
         return dst
-    (dst / "img1").mkdir(parents=True, exist_ok=True)
-    (dst / "gt").mkdir(exist_ok=True)
     files = _frames(src)
     seg = len(files) // n
     h, w = cv2.imread(str(files[0])).shape[:2]
@@ -298,10 +306,13 @@ def mosaic_sequence(src: Path, n: int) -> Path:
 
     for i in range(seg):
         canvas = np.zeros((n * th, n * tw, 3), np.uint8)
+        tiles: dict[int, np.ndarray] = {}  # rows 0 and 1 show the same source frame: read it once
         for row in range(n):
             for col in range(n):
-                im = cv2.imread(str(files[source_frame(i, row, col)]))
-                im = cv2.resize(im, (tw, th), interpolation=cv2.INTER_AREA)
+                k = source_frame(i, row, col)
+                if k not in tiles:
+                    tiles[k] = cv2.resize(cv2.imread(str(files[k])), (tw, th), interpolation=cv2.INTER_AREA)
+                im = tiles[k]
                 canvas[row * th : (row + 1) * th, col * tw : (col + 1) * tw] = im[:, ::-1] if row == 1 else im
         cv2.imwrite(str(dst / "img1" / f"{i + 1:06d}.jpg"), canvas, [cv2.IMWRITE_JPEG_QUALITY, 95])
     by_frame: dict[int, list[list[str]]] = {}
@@ -344,10 +355,8 @@ def view_sequence(data: Path, rel: str, view: View) -> Path:
     if view.scale == 1.0:
         return src
     dst = GEN_DIR / f"_x{view.scale:g}" / src.name
-    if (dst / "seqinfo.ini").is_file():
+    if not _new_sequence(dst):
         return dst
-    (dst / "img1").mkdir(parents=True, exist_ok=True)
-    (dst / "gt").mkdir(exist_ok=True)
     files = _frames(src)
     for p in files:
         im = cv2.imread(str(p))
@@ -391,10 +400,8 @@ def condition_sequence(cond: Condition, src: Path, keep: np.ndarray) -> Path:
     if len(keep) == len(files):
         return src
     dst = GEN_DIR / cond.name.replace("/", "_").replace("*", "x").replace(" ", "_") / src.name
-    if (dst / "seqinfo.ini").is_file():
+    if not _new_sequence(dst):
         return dst
-    (dst / "img1").mkdir(parents=True, exist_ok=True)
-    (dst / "gt").mkdir(exist_ok=True)
     new = {int(k) + 1: i + 1 for i, k in enumerate(keep)}  # old 1-based frame -> new
     for old, i in new.items():
         link = dst / "img1" / f"{i:06d}{files[old - 1].suffix}"
