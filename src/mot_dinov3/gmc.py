@@ -128,7 +128,7 @@ class CameraMotion:
         pts, self._prev_pts = self._prev_pts, self._corners(grey)
         if pts is None or len(pts) < 8:
             return None
-        nxt, status, _ = cv2.calcOpticalFlowPyrLK(prev, grey, pts, None)  # type: ignore[call-overload]
+        nxt, status, _ = cv2.calcOpticalFlowPyrLK(prev, grey, pts, np.empty_like(pts))  # nextPts: output only
         ok = status.reshape(-1).astype(bool)
         if ok.sum() < 8:
             return None
@@ -140,7 +140,8 @@ class CameraMotion:
         warp = np.eye(2, 3, dtype=np.float32)
         criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 100, 1e-5)
         try:
-            _, warp = cv2.findTransformECC(prev, grey, warp, cv2.MOTION_EUCLIDEAN, criteria, None, 1)  # type: ignore[call-overload]
+            full_mask = np.full(prev.shape, 255, np.uint8)  # the same result as no mask
+            _, found = cv2.findTransformECC(prev, grey, warp, cv2.MOTION_EUCLIDEAN, criteria, full_mask, 1)
         except cv2.error:  # did not converge
             return None
-        return warp.astype(np.float64)
+        return np.asarray(found, dtype=np.float64)
