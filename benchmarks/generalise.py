@@ -157,20 +157,27 @@ def _height_births(k: float):
     return ("_may_start", may_start)
 
 
-def _score_norm(ref: float, q: float = 0.9, window: int = 1000):
+def _running_scale(tracker, conf, ref: float, q: float, window: int, min_scores: int) -> float:
+    """min(1, the q-quantile of the last ``window`` scores / ``ref``), kept on the tracker instance."""
+    from collections import deque
+
+    hist = tracker.__dict__.setdefault("_score_hist", deque(maxlen=window))
+    hist.extend(np.asarray(conf, float).tolist())
+    return min(1.0, float(np.quantile(hist, q)) / ref) if len(hist) >= min_scores else 1.0
+
+
+# The score-normalisation experiments below predate TrackerConfig.score_reference (the adopted form of
+# sn_min1000): combine them with ``score_reference=0`` to measure them against the raw scores again.
+def _score_norm(ref: float, q: float = 0.9, window: int = 1000, min_scores: int = 20):
     """Experiment: scores divided by min(1, the q-quantile of the last ``window`` scores / ``ref``)
     before gating and tracking (a detector or scene whose clear objects score low gets the thresholds
     scaled down with it)."""
-    from collections import deque
-
     from mot_dinov3.api import MultiObjectTracker
 
     original = MultiObjectTracker.step
 
     def step(self, xyxy, conf, cls, image, feats=None, include_lost=False):
-        hist = self.__dict__.setdefault("_score_hist", deque(maxlen=window))
-        hist.extend(np.asarray(conf, float).tolist())
-        s = min(1.0, float(np.quantile(hist, q)) / ref) if len(hist) >= 20 else 1.0
+        s = _running_scale(self, conf, ref, q, window, min_scores)
         return original(
             self, xyxy, np.minimum(np.asarray(conf) / s, 1.0).astype(np.float32), cls, image, feats, include_lost
         )
@@ -178,13 +185,54 @@ def _score_norm(ref: float, q: float = 0.9, window: int = 1000):
     return [("mot_dinov3.api", "MultiObjectTracker.step", step)]
 
 
+def _threshold_norm(ref: float, q: float = 0.75, window: int = 5000):
+    """Experiment: like :func:`_score_norm`, but the score thresholds are multiplied by the scale
+    instead of the scores divided by it, so the fused cost (1 - IoU x conf) sees the raw scores."""
+    from mot_dinov3.api import MultiObjectTracker
+
+    original = MultiObjectTracker.step
+    keys = ("track_high_thresh", "track_low_thresh", "new_track_thresh")
+
+    def step(self, xyxy, conf, cls, image, feats=None, include_lost=False):
+        s = _running_scale(self, conf, ref, q, window, 20)
+        base = self.tracker_config
+        self._tracker.cfg = self.gating.cfg = dataclasses.replace(base, **{k: getattr(base, k) * s for k in keys})
+        try:
+            return original(self, xyxy, conf, cls, image, feats, include_lost)
+        finally:
+            self._tracker.cfg = self.gating.cfg = base
+
+    return [("mot_dinov3.api", "MultiObjectTracker.step", step)]
+
+
+def _jitter(seed: int, sd: float = 0.01):
+    """Noise floor: every detection score times (1 + N(0, sd)), the same draw for a given (seed, frame),
+    about the difference between two runtimes of one detector. Rows under different seeds show how far
+    a replay moves for reasons no rule controls."""
+    from mot_dinov3.replay import ReplayDetector
+
+    original = ReplayDetector.__call__
+
+    def call(self, image):
+        d = original(self, image)
+        rng = np.random.default_rng((seed, self._next))
+        conf = np.clip(d.conf * (1.0 + sd * rng.standard_normal(len(d.conf))), 0.0, 1.0).astype(np.float32)
+        return dataclasses.replace(d, conf=conf)
+
+    return [("mot_dinov3.replay", "ReplayDetector.__call__", call)]
+
+
 PATCHES: dict[str, object] = {
+    **{f"jitter{i}": _jitter(i) for i in range(1, 6)},
     "score_norm0.9": _score_norm(0.9),
     "score_norm0.85": _score_norm(0.85),
     "score_norm0.9q75": _score_norm(0.8, 0.75),
     "snq75w5k": _score_norm(0.8, 0.75, 5000),
     "snq75all": _score_norm(0.8, 0.75, 10**7),
     "snq75r75w5k": _score_norm(0.75, 0.75, 5000),
+    "tn": _threshold_norm(0.8),
+    "sn_min200": _score_norm(0.8, 0.75, 5000, 200),
+    "sn_min1000": _score_norm(0.8, 0.75, 5000, 1000),
     "strict_births": ("_may_start", _strict_births),
     "second_iou0.5": [("mot_dinov3.tracker", "SECOND_MATCH_THRESH", 0.5)],  # ByteTrack's second stage
     **{f"height_births{k:g}": _height_births(k) for k in (0.5, 1.0, 2.0, 3.0)},

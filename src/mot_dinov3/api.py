@@ -25,6 +25,7 @@ from mot_dinov3.features.factory import create_embedder
 from mot_dinov3.gating import Gating
 from mot_dinov3.gmc import CameraMotion
 from mot_dinov3.scheduler import EmbeddingScheduler
+from mot_dinov3.scores import ScoreNormaliser
 from mot_dinov3.track import TrackOutput, TrackState, TrackView
 from mot_dinov3.tracker import Tracker
 
@@ -123,6 +124,7 @@ class MultiObjectTracker:
         """Forget every track, the scheduler's state and the counters (start a new video)."""
         self._tracker = Tracker(self.tracker_config, fps=self.fps)
         self._camera = CameraMotion(self.tracker_config.gmc_method)
+        self._scores = ScoreNormaliser(self.tracker_config.score_reference)
         self._scheduler = EmbeddingScheduler(self.scheduler_config, self.embedder) if self.embedder else None
         self.embedded_now: set[int] = set()
         self.stats = TrackerStats()
@@ -215,13 +217,16 @@ class MultiObjectTracker:
 
         Args:
             xyxy: (N, 4) float32 boxes, pixels.
-            conf: (N,) float32 confidences.
+            conf: (N,) float32 confidences; the thresholds see them relative to the video's score
+                distribution (``TrackerConfig.score_reference``), outputs of matched tracks carry them
+                as given (a lost track: the last score the tracker used).
             cls: (N,) int64 class ids.
             image: (H, W, 3) uint8 BGR.
             feats: (N, C) float32 detector features, or ``None``.
             include_lost: also report lost tracks (at their predicted box).
         """
         t0 = time.perf_counter()
+        raw, conf = conf, self._scores(conf)  # scores relative to the video's: what the thresholds see
         warp = self._camera.estimate(image)
         views = self._tracker.predict(None if self._camera.method == "none" else warp)
         t1 = time.perf_counter()
@@ -247,6 +252,8 @@ class MultiObjectTracker:
             None if emb is None else emb.computed,
             include_lost=include_lost,
         )
+        if self._scores.scale < 1.0:  # report the detector's own score
+            out = [o if o.det_index < 0 else replace(o, conf=float(raw[o.det_index])) for o in out]
         t3 = time.perf_counter()
         self.embedded_now = {o.track_id for o in out if o.embedded_now}
         s = self.stats

@@ -343,6 +343,10 @@ class TrackerConfig:
         gmc_method: camera motion compensation, ``sparseOptFlow``, ``ecc`` or ``none``
             (:mod:`mot_dinov3.gmc`); a static camera is detected and left uncorrected.
         min_hits: matches before a tentative track is confirmed (frame 1, or 1, confirms at once).
+        score_reference: the 75th-percentile detection score of a clear scene: while the video's recent
+            scores sit lower (a small detector, a crowd, small people), every score is divided by
+            ``q75 / score_reference`` before the thresholds above see it (:mod:`mot_dinov3.scores`);
+            reported confidences stay the detector's. 0 uses the raw scores.
         alpha: EMA factor for a track's embedding: ``e = alpha * e + (1 - alpha) * new`` (BoT-SORT's 0.9).
         use_hungarian: optimal assignment (``scipy.optimize.linear_sum_assignment``); else greedy.
     """
@@ -359,6 +363,7 @@ class TrackerConfig:
     reid_motion_thresh: float = 0.3
     gmc_method: str = "sparseOptFlow"
     min_hits: int = 2
+    score_reference: float = 0.8
     alpha: float = 0.9
     use_hungarian: bool = True
 
@@ -374,6 +379,7 @@ class TrackerConfig:
         "reid_max_dist": Range(float, 0.0),
         "reid_motion_thresh": _COSINE,
         "min_hits": _COUNT,
+        "score_reference": _UNIT,
         "alpha": _UNIT,
         "use_hungarian": Range(bool),
     }
