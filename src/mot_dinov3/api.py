@@ -226,7 +226,7 @@ class MultiObjectTracker:
             include_lost: also report lost tracks (at their predicted box).
         """
         t0 = time.perf_counter()
-        raw, conf = conf, self._scores(conf)  # scores relative to the video's: what the thresholds see
+        raw, conf = np.asarray(conf), self._scores(conf)  # scores relative to the video's: what the thresholds see
         warp = self._camera.estimate(image)
         views = self._tracker.predict(None if self._camera.method == "none" else warp)
         t1 = time.perf_counter()

@@ -5,8 +5,8 @@ The tracker's score thresholds (``track_high_thresh``, ``new_track_thresh``, the
 or blurred people, or another detector make every score lower, and the same thresholds then leave
 people untracked. :class:`ScoreNormaliser` rescales each frame's scores by how far the upper part of
 the recent score distribution sits below a reference: with ``q`` the 75th percentile of the last
-``WINDOW`` scores (once ``MIN_SCORES`` were seen), scores are divided by ``min(1, q / reference)``. A video whose detections already
-reach the reference is left unchanged; scores are never lowered. Related to the confidence boost of
+``WINDOW`` scores (once ``MIN_SCORES`` were seen), scores are divided by ``min(1, q / reference)``.
+A video whose detections already reach the reference is left unchanged; scores are never lowered. Related to the confidence boost of
 BoostTrack and BoostTrack++ (Stanojević and Todorović, Machine Vision and Applications 2024; arXiv
 2408.13003), which raise the scores of low-score boxes that tracklets support; here every score of the
 frame is raised by the video's score statistics instead, so births profit too.
