@@ -1,13 +1,17 @@
-"""The frame loop with real YOLO boxes and OSNet: embeddings of low-score boxes (never read) are not computed."""
+"""The frame loop with real YOLO boxes and OSNet: embeddings of low-score boxes (never read) are not computed;
+detection runs ahead in a thread with the results of the plain loop."""
+
+import threading
 
 import numpy as np
 import pytest
 
 from mot_dinov3 import pipeline, replay
+from mot_dinov3.api import MultiObjectTracker
 from mot_dinov3.config import DetectorConfig, EmbedderConfig, OutputConfig, RunConfig, SchedulerConfig
 from mot_dinov3.features.factory import create_embedder
 from mot_dinov3.gating import Gating
-from mot_dinov3.io import read_mot_txt
+from mot_dinov3.io import FrameSource, read_mot_txt
 
 
 @pytest.mark.slow
@@ -39,3 +43,64 @@ def test_skipping_unread_embeddings_changes_no_track(tmp_path, monkeypatch, yolo
     np.testing.assert_array_equal(tracks, tracks_every)
     assert shipped.embeddings_computed < every.embeddings_computed
     assert shipped.embed_decisions["skip"] > every.embed_decisions.get("skip", 0)
+
+
+class _WatchedDetector(replay.ReplayDetector):
+    """Replayed boxes; records the thread of each call; may fail at one frame."""
+
+    def __init__(self, dets, fail_at=None):
+        super().__init__(dets)
+        self.threads, self.fail_at = [], fail_at
+
+    def __call__(self, image):
+        self.threads.append(threading.get_ident())
+        if self._next + 1 == self.fail_at:
+            raise RuntimeError(f"detector failed at frame {self.fail_at}")
+        return super().__call__(image)
+
+
+def _cfg(seq, txt=None, max_frames=None, embedder="onnx"):
+    return RunConfig(
+        source=str(seq),
+        embedder=EmbedderConfig(name=embedder),
+        output=OutputConfig(video=None, mot_txt=str(txt) if txt else None, progress=False),
+        max_frames=max_frames,
+    )
+
+
+def test_detection_ahead_in_a_thread_gives_the_sequential_results(person_detections, osnet_onnx, tud_campus):
+    """After the first frame (detected in the caller's thread: an export stops at Ctrl-C) the detector
+    runs in one background thread, at most two frames ahead of the loop (one queued, one in progress),
+    and the tracks are those of the plain loop over ``MultiObjectTracker.update``."""
+    dets = person_detections(tud_campus)
+    embedder = create_embedder(EmbedderConfig(name="onnx", model=str(osnet_onnx)))
+    detector = _WatchedDetector(dets)
+    ahead = []
+    got = []
+    for index, _, tracks in pipeline.frames(_cfg(tud_campus), embedder=embedder, detector=detector):
+        ahead.append(detector._next - index)
+        got.append(tracks)
+    main = threading.get_ident()
+    assert detector.threads[0] == main and len(set(detector.threads[1:])) == 1 and main not in detector.threads[1:]
+    assert max(ahead) <= 2 and len(got) == len(dets.frames)
+
+    mot = MultiObjectTracker(embedder, fps=FrameSource(tud_campus).fps)
+    for frame, d, tracks in zip(FrameSource(tud_campus), dets.frames, got):
+        want = mot.update(np.column_stack([d.xyxy, d.conf, d.cls]), frame.image)
+        np.testing.assert_array_equal(tracks, want)
+
+
+def test_detection_ahead_stops_at_max_frames_and_reraises_errors(tmp_path, person_detections, tud_campus):
+    """--max-frames N detects N frames, not one more; a detector error reaches the caller, with every
+    frame before it in the MOT txt and no thread left running."""
+    dets = person_detections(tud_campus)
+    detector = _WatchedDetector(dets)
+    summary = pipeline.run(_cfg(tud_campus, max_frames=7, embedder="none"), detector=detector)
+    assert summary.frames == 7 and detector._next == 7 and summary.detector_ms > 0
+
+    txt = tmp_path / "TUD-Campus.txt"
+    with pytest.raises(RuntimeError, match="frame 12"):
+        pipeline.run(_cfg(tud_campus, txt, embedder="none"), detector=_WatchedDetector(dets, fail_at=12))
+    assert set(read_mot_txt(txt)[:, 0].astype(int)) <= set(range(1, 12))
+    assert len(set(read_mot_txt(txt)[:, 0].astype(int))) >= 9  # tracks confirmed from frame 2
+    assert not any(t.name == "frame-prefetch" for t in threading.enumerate())

@@ -31,6 +31,9 @@ def test_stage_times_add_up_per_frame_and_feed_the_summary(monkeypatch):
     assert s.stage_percent["embed"] == pytest.approx(100 * 80 / 1080)
     assert s.embeddings_per_frame == 1.5 and s.embed_decisions == {"crowded": 6}
     assert "Embeddings: computed 6 (1.50/frame), reused 2" in s.text().splitlines()  # no settings: no mode
+    assert s.detector_ms == 0.0 and "Detector:" not in s.text()
+    ahead = summarize(timer, computed=0, reused=0, tracks=0, detector_ms=[300.0, 500.0])  # its own time, not the wait
+    assert ahead.detector_ms == pytest.approx(400.0) and "Detector: 400.0 ms a frame" in ahead.text().splitlines()[4]
 
 
 @pytest.mark.parametrize(

@@ -194,6 +194,7 @@ def test_the_video_is_h264_every_frame_decodes_and_the_report_is_self_contained(
     assert data.index(b"moov") < data.index(b"mdat")  # +faststart: the index first, so browsers stream it
     page = run.page.read_text()
     assert run.summary["frames"] == N_FRAMES and run.summary["outputs"]["report"] == str(run.page)
+    assert run.summary["detector_ms"] > 0 and "detector (own ms per frame, one frame ahead)" in page
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page), "the page loads nothing from a network"
     assert 'id="video-data"' in page and page.count("<svg") == 3
     assert len(re.findall(r'<tr data-frame="\d+">', page)) == run.summary["tracks"]

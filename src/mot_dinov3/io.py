@@ -22,7 +22,7 @@ import threading
 from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import cv2
 import numpy as np
@@ -238,8 +238,12 @@ class ImageFrames:
         """Nothing to release: the caller owns the iterable."""
 
 
-def prefetch(frames: Iterable[Frame], depth: int = 4) -> Generator[Frame, None, None]:
-    """Decode frames in a background thread, up to ``depth`` ahead of the consumer.
+T = TypeVar("T")
+
+
+def prefetch(frames: Iterable[T], depth: int = 4) -> Generator[T, None, None]:
+    """Decode frames in a background thread, up to ``depth`` ahead of the consumer (any iterable: the
+    pipeline also runs its detector this way, :func:`mot_dinov3.pipeline.detect_ahead`).
 
     Image decoding (OpenCV releases the GIL) then overlaps detection instead of adding to it: about
     6 ms per 1080p JPEG frame on a 2-core CPU, and more of the frame time on a GPU. Errors raised while

@@ -68,6 +68,7 @@ class RunSummary:
     interrupted: bool = False
     embed_decisions: dict[str, int] = field(default_factory=dict)  # scheduler reason -> detections ("memory": looks)
     refresh_p95_ms: float = 0.0  # 95th percentile over frames of refresh embedding time (what --embed-budget-ms caps)
+    detector_ms: float = 0.0  # the detector's own mean time per frame (it runs one frame ahead: ``detect`` is the wait)
     outputs: dict[str, str] = field(default_factory=dict)
     settings: dict[str, object] = field(default_factory=dict)
 
@@ -94,6 +95,8 @@ class RunSummary:
             f"Embeddings: computed {self.embeddings_computed} ({self.embeddings_per_frame:.2f}/frame), "
             f"reused {self.embeddings_reused}{self._scheduler_mode()}",
         ]
+        if self.detector_ms:
+            lines.insert(4, f"Detector: {self.detector_ms:.1f} ms a frame, one frame ahead of the other stages")
         lines += [f"{k}: {v}" for k, v in self.outputs.items()]
         return "\n".join(lines)
 
@@ -108,9 +111,10 @@ def summarize(
     settings: dict | None = None,
     decisions: dict[str, int] | None = None,
     refresh_ms=None,
+    detector_ms=None,
 ) -> RunSummary:
     """Build the :class:`RunSummary` from the timer and the embedding counters (``refresh_ms``: the
-    scheduler's per-frame refresh time, ms)."""
+    scheduler's per-frame refresh time, ms; ``detector_ms``: the detector's own time per frame, ms)."""
     totals = timer.frame_totals()
     n = len(totals)
     total_ms = float(totals.sum())
@@ -131,6 +135,7 @@ def summarize(
         interrupted=interrupted,
         embed_decisions=dict(decisions or {}),
         refresh_p95_ms=float(np.percentile(refresh_ms, 95)) if refresh_ms is not None and len(refresh_ms) else 0.0,
+        detector_ms=float(np.mean(detector_ms)) if detector_ms is not None and len(detector_ms) else 0.0,
         outputs=outputs or {},
         settings=settings or {},
     )
