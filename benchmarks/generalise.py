@@ -260,7 +260,7 @@ class CachedEmbedder:
     """A :class:`~mot_dinov3.features.base.CropEmbedder` that looks embeddings up instead of computing them.
 
     ``vectors[f]`` holds the (N_f, D) embeddings of frame ``f``'s detections (0-based, in detection order);
-    the frame is the one the :class:`~common.ReplayDetector` returned last. ``crop`` returns the vectors
+    the frame is the one the :class:`~mot_dinov3.replay.ReplayDetector` served for the image. ``crop`` returns the vectors
     themselves as the "crops", so lazy memory's buffered looks embed to exactly what they were.
     """
 
@@ -272,17 +272,17 @@ class CachedEmbedder:
         self.frames, self.vectors, self.replay = frames, vectors, replay
         self.dim = int(next((v.shape[1] for v in vectors if len(v)), 512))
 
-    def _rows(self, xyxy: np.ndarray) -> np.ndarray:
-        f = self.replay._next - 1
+    def _rows(self, image: np.ndarray, xyxy: np.ndarray) -> np.ndarray:
+        f = self.replay.frame_index(image)
         index = {b.tobytes(): i for i, b in enumerate(np.ascontiguousarray(self.frames[f].xyxy, np.float32))}
         rows = [index[b.tobytes()] for b in np.ascontiguousarray(xyxy, np.float32)]
         return self.vectors[f][rows]
 
     def embed(self, image, xyxy, det_feats=None):
-        return self._rows(xyxy)
+        return self._rows(image, xyxy)
 
     def crop(self, image, xyxy):
-        return list(self._rows(xyxy))
+        return list(self._rows(image, xyxy))
 
     def embed_crops(self, crops):
         return np.stack(crops) if crops else np.zeros((0, self.dim), np.float32)

@@ -1,4 +1,5 @@
-"""The benchmark helpers on a MOT17-mini sequence: detection cache, replay, Ultralytics peers, scoring."""
+"""The benchmark helpers on a MOT17-mini sequence: detection cache, replay, Ultralytics peers, scoring;
+generalise.py's cached embeddings on TUD-Campus."""
 
 import sys
 
@@ -9,7 +10,7 @@ from conftest import load_benchmark, shared_path
 from mot_dinov3 import pipeline, replay
 from mot_dinov3.config import DetectorConfig, EmbedderConfig, OutputConfig, RunConfig
 from mot_dinov3.features.factory import create_embedder
-from mot_dinov3.io import read_mot_txt
+from mot_dinov3.io import FrameSource, read_mot_txt
 
 common = load_benchmark("common")
 crops = load_benchmark("crops")
@@ -140,3 +141,41 @@ def test_crop_benchmark_shows_osnet_separates_people_best_on_the_box_itself(osne
     ids, frames = np.array([1, 1, 2, 2]), np.array([1, 2, 1, 2])
     emb = np.eye(4, dtype=np.float32)[[0, 0, 1, 1]]
     assert crops.separation(emb, ids, frames)["auc"] == 1.0  # same identity identical, others orthogonal
+
+
+def test_generalise_replays_cached_embeddings_as_the_real_embedder(tmp_path, person_detections, osnet_onnx, tud_campus):
+    """generalise.py's CachedEmbedder serves each detection its precomputed vector, found by the image the
+    replay detected (the pipeline detects ahead of the frame it tracks): the same tracks as OSNet itself."""
+    generalise = load_benchmark("generalise")
+    dets = person_detections(tud_campus)
+    osnet = create_embedder(EmbedderConfig(name="onnx", model=str(osnet_onnx)))
+    images = [f.image for f in FrameSource(tud_campus)]
+    vectors = [osnet.embed(img, d.xyxy) for img, d in zip(images, dets.frames)]
+
+    def run(name, embedder):
+        txt = tmp_path / name / f"{tud_campus.name}.txt"
+        cfg = RunConfig(
+            source=str(tud_campus),
+            embedder=EmbedderConfig(name="onnx"),
+            output=OutputConfig(video=None, mot_txt=str(txt), progress=False),
+        )
+        return pipeline.run(cfg, embedder=embedder(), detector=replayed), read_mot_txt(txt)
+
+    replayed = replay.ReplayDetector(dets)
+    real, real_rows = run("real", lambda: osnet)
+    replayed = replay.ReplayDetector(dets)
+    cached, cached_rows = run("cached", lambda: generalise.CachedEmbedder(dets.frames, vectors, replayed))
+    assert cached.embeddings_computed == real.embeddings_computed > 0
+    np.testing.assert_array_equal(cached_rows[:, :2], real_rows[:, :2])  # frames and ids
+    np.testing.assert_allclose(cached_rows[:, 2:6], real_rows[:, 2:6], atol=1e-3)
+
+
+def test_replay_detector_tells_which_frame_an_image_got():
+    frames = [replay.Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64))] * 12
+    det = replay.ReplayDetector(replay.SequenceDetections(frames, np.zeros(12), np.zeros(12)))
+    images = [np.zeros((2, 2, 3), np.uint8) for _ in range(12)]
+    for img in images:
+        det(img)
+    assert [det.frame_index(img) for img in images[-8:]] == list(range(4, 12))
+    with pytest.raises(KeyError):
+        det.frame_index(images[0])  # only the last 8 are kept

@@ -102,13 +102,30 @@ def load_or_detect(
 
 
 class ReplayDetector:
-    """Stands in for :class:`~mot_dinov3.detector.Detector`: returns the cached detections in frame order."""
+    """Stands in for :class:`~mot_dinov3.detector.Detector`: returns the cached detections in frame order.
+
+    The pipeline detects ahead of the frame it tracks (:func:`mot_dinov3.pipeline.detect_ahead`), so
+    :meth:`frame_index` tells which cached frame an image got, for stand-ins that look results up per frame.
+    """
 
     def __init__(self, dets: SequenceDetections):
         self._frames = dets.frames
         self._next = 0
+        self._served: dict[int, int] = {}  # id(image) -> 0-based frame, for the last few images
 
     def __call__(self, image: np.ndarray) -> Detections:
         d = self._frames[self._next]
+        self._served.pop(id(image), None)  # an id may be reused once its image is freed: newest last
+        self._served[id(image)] = self._next
+        if len(self._served) > 8:  # images in flight: at most a few frames ahead
+            del self._served[next(iter(self._served))]
         self._next += 1
         return d
+
+    def frame_index(self, image: np.ndarray) -> int:
+        """0-based index of the cached frame returned for ``image`` (one of the last 8 detected).
+
+        Raises:
+            KeyError: ``image`` is not one of them.
+        """
+        return self._served[id(image)]
