@@ -97,6 +97,8 @@ def test_export_gives_pytorch_boxes_and_is_cached(runtime, yolov8n, mot17_09, tm
     det = Detector(DetectorConfig(**cfg, runtime=runtime))
     exported = [det(f) for f in frames]
     assert det.runtime == runtime and det._imgsz == (384, 640)
+    if runtime == "openvino":  # FP32 also on CPUs where OpenVINO would pick bf16 (AMX, AVX512-BF16)
+        assert det.inference_precision == "f32"
     iou, n_torch, n_export = _matched(torch_dets, exported)
     assert iou >= 0.99 and abs(n_torch - n_export) <= max(1, n_torch // 100)
     assert sorted(p.name for p in weights.parent.iterdir()) == ["yolov8n.pt"]  # nothing beside the user's file
@@ -227,3 +229,24 @@ def test_openvino_telemetry_is_switched_off(monkeypatch):
     det_export.no_openvino_telemetry()  # an earlier export in this session may have called it already
     backend.send({"event": "x"})
     assert not started and ga4.GA4Backend.send.__module__ == det_export.__name__
+
+
+def test_an_openvino_model_compiled_on_auto_keeps_running(tmp_path):
+    """Where OpenVINO sees a GPU or NPU, Ultralytics compiles on AUTO, whose compiled model has no
+    INFERENCE_PRECISION_HINT: the precision is unknown (None), nothing is recompiled, nothing raises."""
+    from types import SimpleNamespace
+
+    from mot_dinov3.detector import Detector, _precision_hint
+
+    class AutoCompiled:
+        def get_property(self, name):
+            raise RuntimeError(f"Unsupported property {name} by AUTO")
+
+    calls = []
+    backend = SimpleNamespace(ov_compiled_model=AutoCompiled(), compile_model=lambda *a, **k: calls.append(a))
+    model = SimpleNamespace(predictor=SimpleNamespace(model=SimpleNamespace(backend=backend)))
+    det = Detector.__new__(Detector)  # only the precision step, no weights loaded
+    det.inference_precision = "unset"
+    assert _precision_hint(AutoCompiled()) is None
+    assert det._openvino_precision(model, tmp_path, fp32=True) is False
+    assert det.inference_precision is None and calls == []

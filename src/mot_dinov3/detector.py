@@ -91,6 +91,15 @@ def resolve_weights(model: str, env: dict[str, str] | None = None) -> str:
     return model
 
 
+def _precision_hint(compiled: Any) -> str | None:
+    """An OpenVINO compiled model's ``INFERENCE_PRECISION_HINT`` (``"f32"``, ``"bf16"`` ...); ``None``
+    where it has none (a model compiled on ``AUTO`` or several devices)."""
+    try:
+        return str(compiled.get_property("INFERENCE_PRECISION_HINT").to_string())
+    except Exception:  # RuntimeError from OpenVINO: the property is unsupported there
+        return None
+
+
 class Detector:
     """YOLO detection for one frame at a time.
 
@@ -138,6 +147,7 @@ class Detector:
                 "(or pip install 'mot-dinov3[int8]')"
             )
         self._weights = weights
+        self.inference_precision: str | None = None  # what an OpenVINO model runs in (f32, bf16 ...), once loaded
         self._imgsz: int | tuple[int, int] = cfg.imgsz
         self._hw: tuple[int, int] | None = None  # the frame size the model is set up for
         self._threads = torch.get_num_threads()  # before Ultralytics lowers it
@@ -202,6 +212,7 @@ class Detector:
             with quiet_ultralytics():
                 model = YOLO(str(path), task="detect")
                 model.predict(np.zeros((*hw, 3), np.uint8), imgsz=list(shape), device=self.cfg.device, verbose=False)
+                self._openvino_precision(model, path, fp32=self.precision == "fp32")
         except Exception as exc:  # a failed export or load: PyTorch still works
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             log.warning(
@@ -215,6 +226,51 @@ class Detector:
             return
         self._exports[shape] = (model, path)
         self.model, self._imgsz, self.export_path, self.runtime = model, shape, path, self._export_runtime
+
+    def _openvino_precision(self, model: Any, folder: Path, fp32: bool) -> bool:
+        """Set :attr:`inference_precision` for an OpenVINO model Ultralytics has loaded and, with ``fp32``
+        (an FP32 export, or ``precision="fp32"``), recompile it at FP32 where OpenVINO chose less: its CPU
+        plugin runs an FP32 model in bf16 on CPUs with AMX or AVX512-BF16 unless told otherwise
+        ("Precision Control", OpenVINO docs), which moves the boxes. Returns whether it recompiled.
+
+        This reads Ultralytics' OpenVINO backend (``predictor.model.backend``: its ``compile_model``
+        partial and ``ov_compiled_model``). Another Ultralytics layout, a model compiled on ``AUTO`` (where
+        OpenVINO sees a GPU or NPU too, and the property is the devices' own) or a failed recompile logs
+        one line and keeps OpenVINO's choice; nothing here raises."""
+        backend: Any = getattr(getattr(getattr(model, "predictor", None), "model", None), "backend", None)
+        compiled = getattr(backend, "ov_compiled_model", None)
+        if compiled is None:
+            return False  # not OpenVINO
+        self.inference_precision = _precision_hint(compiled)
+        if not fp32 or self.inference_precision in ("f32", None):
+            return False
+        compile_model: Any = getattr(backend, "compile_model", None)
+        xml = next(iter(sorted(folder.glob("*.xml"))), None) if folder.is_dir() else None
+        if not isinstance(getattr(compile_model, "keywords", None), dict) or xml is None:
+            log.warning(
+                "det_precision fp32: this Ultralytics version's OpenVINO backend cannot be recompiled; "
+                "OpenVINO runs the model in %s",
+                self.inference_precision,
+            )
+            return False
+        import openvino as ov
+
+        keywords = compile_model.keywords  # kept in the partial: Ultralytics recompiles with it on a new shape
+        before = keywords.get("config")
+        keywords["config"] = {**(before or {}), "INFERENCE_PRECISION_HINT": ov.Type.f32}
+        try:
+            recompiled = compile_model(ov.Core().read_model(str(xml)))
+        except Exception as exc:  # OpenVINO's own error types
+            keywords["config"] = before
+            log.warning(
+                "det_precision fp32: OpenVINO cannot recompile the model at FP32 (%s); it runs in %s",
+                (str(exc).strip().splitlines() or [type(exc).__name__])[-1],
+                self.inference_precision,
+            )
+            return False
+        backend.ov_compiled_model = recompiled
+        self.inference_precision = _precision_hint(recompiled)
+        return True
 
     def _restore_threads(self) -> None:
         """Undo Ultralytics' ``select_device``, which sets torch to ``cpu_count - 1`` threads on a CPU
@@ -268,6 +324,9 @@ class Detector:
             ) from exc
         if getattr(r, "boxes", None) is None:  # a classification model
             raise UserError(f"det={self.cfg.model!r} gives no boxes; pass a YOLO detection model")
+        fp32 = self.cfg.precision == "fp32"  # an exported folder keeps OpenVINO's choice unless told
+        if self._export_runtime == "torch" and self._openvino_precision(self.model, Path(self._weights), fp32):
+            r = self._predict(image)  # an exported OpenVINO folder, recompiled at FP32
         self._restore_threads()
         self._check_classes()
         self._ran = True
