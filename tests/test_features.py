@@ -104,15 +104,86 @@ def test_crops_kept_from_earlier_frames_embed_like_the_frame_itself(osnet_onnx, 
     assert emb.embed_crops([]).shape == (0, 512)
 
 
-def test_onnx_errors_are_clean(tmp_path):
+def test_openvino_and_onnxruntime_give_the_same_vectors(osnet_onnx, mot17_09):
+    """--embed-runtime: the same ONNX model in OpenVINO (held at FP32) and onnxruntime, on real crops of
+    MOT17-09 people, batched and one by one; auto picks OpenVINO on a CPU where it is installed."""
+    pytest.importorskip("openvino", reason="the openvino package is not installed")
+    ov = create_embedder(EmbedderConfig(name="onnx", model=str(osnet_onnx), runtime="openvino"))
+    ort = create_embedder(EmbedderConfig(name="onnx", model=str(osnet_onnx), runtime="onnxruntime"))
+    auto = create_embedder(EmbedderConfig(name="onnx", model=str(osnet_onnx), device="cpu"))
+    assert (ov.graph.runtime, ort.graph.runtime, auto.graph.runtime) == ("openvino", "onnxruntime", "openvino")
+    assert ov.graph.precision == "f32"  # not bf16, which OpenVINO picks on AMX CPUs unless told
+    assert (ov.size_hw, ov.dim) == (ort.size_hw, ort.dim) == ((256, 128), 512)
+    crops = []
+    for f in (1, 100, 200, 300, 400):
+        crops += ov.crop(cv2.imread(str(mot17_09 / f"img1/{f:06d}.jpg")), gt_boxes(mot17_09, f)[1])
+    assert len(crops) >= 10
+    a, b = ov.embed_crops(crops), ort.embed_crops(crops)
+    assert a.shape == b.shape and a.dtype == np.float32
+    assert (a * b).sum(axis=1).min() >= 0.9999
+    one_by_one = np.concatenate([ov.embed_crops([c]) for c in crops[:4]])
+    np.testing.assert_allclose(one_by_one, a[:4], atol=1e-4)
+
+
+def test_a_runtime_that_is_not_installed_is_named_with_the_fix(osnet_onnx, osnet_pth, monkeypatch):
+    """Without openvino, auto falls back to onnxruntime; asking for openvino gives the pip line."""
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "openvino" else find_spec(name, *a)
+    )
+    auto = create_embedder(EmbedderConfig(name="onnx", model=str(osnet_onnx), device="cpu"))
+    assert auto.graph.runtime == "onnxruntime"
+    for name, model in (("onnx", osnet_onnx), ("osnet", osnet_pth)):
+        with pytest.raises(UserError, match=r"^embed_runtime='openvino' needs .*pip install openvino") as err:
+            create_embedder(EmbedderConfig(name=name, model=str(model), device="cpu", runtime="openvino"))
+        assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("runtime", ["openvino", "onnxruntime"])
+def test_an_fp16_model_takes_float16_and_gives_float32(tmp_path, runtime):
+    """An FP16 export (input tensor(float16)) gets its input cast; the vectors come back float32."""
+    onnx = pytest.importorskip("onnx")
+    if runtime == "openvino":
+        pytest.importorskip("openvino", reason="the openvino package is not installed")
+    from onnx import TensorProto, helper
+
+    from mot_dinov3.features.onnx import OnnxGraph
+
+    x = helper.make_tensor_value_info("images", TensorProto.FLOAT16, [None, 3, 16, 8])
+    y = helper.make_tensor_value_info("features", TensorProto.FLOAT16, [None, 3])
+    nodes = [helper.make_node("GlobalAveragePool", ["images"], ["p"]), helper.make_node("Flatten", ["p"], ["features"])]
+    model = helper.make_model(helper.make_graph(nodes, "fp16", [x], [y]), opset_imports=[helper.make_opsetid("", 17)])
+    path = tmp_path / "fp16.onnx"
+    onnx.save(model, str(path))
+    graph = OnnxGraph(path, runtime)
+    blob = np.random.default_rng(0).random((2, 3, 16, 8), dtype=np.float32)
+    out = graph(blob)
+    assert out.dtype == np.float32 and out.shape == (2, 3)
+    np.testing.assert_allclose(out, blob.mean(axis=(2, 3)), atol=2e-3)
+
+
+@pytest.mark.parametrize("runtime", ["openvino", "onnxruntime"])
+def test_onnx_errors_are_clean(tmp_path, runtime, osnet_onnx):
+    if runtime == "openvino":
+        pytest.importorskip("openvino", reason="the openvino package is not installed")
     with pytest.raises(UserError, match=r"^embedder='onnx' needs embed_model="):
-        create_embedder(EmbedderConfig(name="onnx"))
+        create_embedder(EmbedderConfig(name="onnx", runtime=runtime))
     with pytest.raises(UserError, match="not found"):
-        create_embedder(EmbedderConfig(name="onnx", model=str(tmp_path / "nope.onnx")))
+        create_embedder(EmbedderConfig(name="onnx", model=str(tmp_path / "nope.onnx"), runtime=runtime))
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"not a model")
-    with pytest.raises(UserError, match="cannot load"):
-        create_embedder(EmbedderConfig(name="onnx", model=str(bad)))
+    cut = tmp_path / "cut.onnx"  # a download that stopped half way
+    cut.write_bytes(osnet_onnx.read_bytes()[:5000])
+    for broken in (bad, cut):
+        with pytest.raises(UserError, match=f"^embed_model='.*{broken.name}': {runtime} cannot load it") as err:
+            create_embedder(EmbedderConfig(name="onnx", model=str(broken), runtime=runtime))
+        assert "\n" not in str(err.value) and "Exception from" not in str(err.value)
+    with pytest.raises(UserError, match="embed_runtime='torch' runs osnet weights in PyTorch, not an .onnx model"):
+        create_embedder(EmbedderConfig(name="onnx", model=str(bad), runtime="torch"))
+    with pytest.raises(UserError, match="embed_runtime='tensorrt': expected one of"):
+        EmbedderConfig(name="onnx", runtime="tensorrt")
     with pytest.raises(UserError, match="unknown embedder"):
         create_embedder(EmbedderConfig(name="resnet"))
 

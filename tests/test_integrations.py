@@ -5,6 +5,7 @@ on a real MOT17-mini sequence with the real detector and real OSNet weights, and
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -180,14 +181,34 @@ def test_an_onnx_exported_by_ultralytics_goes_back_to_ultralytics(monkeypatch):
     from types import SimpleNamespace
 
     def fake(author):
-        meta = SimpleNamespace(custom_metadata_map={"author": author, "task": "classify"})
-        return SimpleNamespace(name="onnx", dim=8, session=SimpleNamespace(get_modelmeta=lambda: meta))
+        graph = SimpleNamespace(metadata={"author": author, "task": "classify"})
+        return SimpleNamespace(name="onnx", dim=8, graph=graph)
 
     monkeypatch.setattr(integ, "create_embedder", lambda cfg: fake("Ultralytics"))
     assert build_reid("/w/yolo-cls.onnx") is None
     assert isinstance(build_reid("mot_dinov3:onnx:/w/yolo-cls.onnx"), EmbedderReID)  # said explicitly: ours
     monkeypatch.setattr(integ, "create_embedder", lambda cfg: fake("torchreid"))
     assert isinstance(build_reid("/w/osnet.onnx"), EmbedderReID)
+
+
+@pytest.mark.parametrize("runtime", ["openvino", "onnxruntime"])
+def test_onnx_metadata_is_read_on_both_runtimes(tmp_path, osnet_onnx, runtime, monkeypatch):
+    """The real OSNet file with Ultralytics' author tag: each runtime reads it, and build_reid hands it back."""
+    onnx = pytest.importorskip("onnx")
+    if runtime == "openvino":
+        pytest.importorskip("openvino", reason="the openvino package is not installed")
+    from mot_dinov3.features.onnx import OnnxGraph
+
+    model = onnx.load(str(osnet_onnx))
+    onnx.helper.set_model_props(model, {"author": "Ultralytics", "task": "classify"})
+    tagged = tmp_path / "tagged.onnx"
+    onnx.save(model, str(tagged))
+    assert OnnxGraph(tagged, runtime).metadata["author"] == "Ultralytics"
+    assert OnnxGraph(osnet_onnx, runtime).metadata.get("author") != "Ultralytics"
+    real = integ.create_embedder
+    monkeypatch.setattr(integ, "create_embedder", lambda cfg: real(replace(cfg, runtime=runtime)))
+    assert build_reid(str(tagged)) is None
+    assert isinstance(build_reid(str(osnet_onnx)), EmbedderReID)
 
 
 # ---- register() and Ultralytics' own paths --------------------------------------------------------------

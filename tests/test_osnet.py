@@ -10,7 +10,7 @@ from mot_dinov3.config import EmbedderConfig
 from mot_dinov3.errors import MissingFileError, UserError
 from mot_dinov3.features.base import CropEmbedder
 from mot_dinov3.features.factory import CROP_BACKENDS, create_embedder
-from mot_dinov3.features.osnet import VARIANTS, OSNet, OSNetEmbedder, fuse_batchnorm, load_osnet
+from mot_dinov3.features.osnet import VARIANTS, OSNet, fuse_batchnorm, load_osnet
 from mot_dinov3.io import read_mot_txt
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest
@@ -27,12 +27,24 @@ def mot17_crops(seq, embedder, frames=(1, 60, 120, 180, 240, 300, 360, 420), per
     return crops
 
 
-@pytest.mark.parametrize("runtime", ["auto", "torch"])
+RUNTIMES = ["openvino", "onnxruntime", "torch"]
+
+
+def needs(runtime):
+    """``runtime`` as a parameter, skipped where its package is missing (openvino is optional)."""
+    import importlib.util
+
+    missing = runtime == "openvino" and importlib.util.find_spec("openvino") is None
+    return pytest.param(runtime, marks=pytest.mark.skipif(missing, reason="the openvino package is not installed"))
+
+
+@pytest.mark.parametrize("runtime", [needs(r) for r in RUNTIMES])
 def test_osnet_matches_the_onnx_export_on_real_crops(osnet_pth, osnet_onnx, mot17_09, runtime):
-    onnx = create_embedder(EmbedderConfig(name="onnx", model=str(osnet_onnx)))
-    cfg = EmbedderConfig(name="osnet", model=str(osnet_pth), batch_size=16, device="cpu")
-    emb = create_embedder(cfg) if runtime == "auto" else OSNetEmbedder(cfg, runtime="torch")
-    assert (emb.session is not None) == (runtime == "auto")  # on the CPU: onnxruntime on the exported net
+    onnx = create_embedder(EmbedderConfig(name="onnx", model=str(osnet_onnx), runtime="onnxruntime"))
+    cfg = EmbedderConfig(name="osnet", model=str(osnet_pth), batch_size=16, device="cpu", runtime=runtime)
+    emb = create_embedder(cfg)
+    # on the CPU the network is exported to ONNX in memory unless runtime is torch
+    assert (emb.graph.runtime if emb.graph else "torch") == runtime
     assert emb.variant == "osnet_x0_25" and emb.dim == 512 and emb.size_hw == onnx.size_hw == (256, 128)
     assert "osnet" in CROP_BACKENDS and isinstance(emb, CropEmbedder)
     assert (emb.crop_pad, emb.crop_square) == (onnx.crop_pad, onnx.crop_square)

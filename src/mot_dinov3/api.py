@@ -91,12 +91,14 @@ class MultiObjectTracker:
             embedding, no scheduling), a :class:`~mot_dinov3.config.SchedulerConfig`, or ``None``: lazy
             memory where the embedder can buffer crops, else the refresh rules.
         device: torch device for the embedder (``None``: CUDA when available).
+        embed_runtime: what runs an ONNX ReID network (``EmbedderConfig.runtime``: ``"auto"``,
+            ``"openvino"``, ``"onnxruntime"``, ``"torch"``).
         fps: the source frame rate (``track_buffer`` is given at 30 fps and scaled by it).
         **scheduler_options: :class:`~mot_dinov3.config.SchedulerConfig` fields, e.g. ``budget_ms=20``.
 
     Raises:
-        UserError (a ``ValueError``): an unknown embedder, scheduler or option, or a model that cannot
-            be loaded; ``FileNotFoundError`` subclasses for missing files.
+        UserError (a ``ValueError``): an unknown embedder, scheduler, option or ``embed_runtime``, or a
+            model that cannot be loaded; ``FileNotFoundError`` subclasses for missing files.
     """
 
     def __init__(
@@ -107,12 +109,14 @@ class MultiObjectTracker:
         scheduler: str | SchedulerConfig | None = None,
         device: str | None = None,
         fps: float = 30.0,
+        embed_runtime: str = "auto",
         **scheduler_options: Any,
     ):
         self.tracker_config = _tracker_config(tracker_config)
         sched = _scheduler_config(scheduler, scheduler_options)
         if isinstance(embedder, str):
-            embedder = create_embedder(EmbedderConfig(name=embedder, model=embed_model, device=device))
+            cfg = EmbedderConfig(name=embedder, model=embed_model, device=device, runtime=embed_runtime)
+            embedder = create_embedder(cfg)
         self.embedder: Embedder | None = embedder  # None: "none", motion only
         free = bool(embedder and embedder.cost_free)  # embeddings come with the detections: compute them all
         self.scheduler_config = replace(sched, embed_all=sched.embed_all or free).derived(self.tracker_config)

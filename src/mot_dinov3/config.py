@@ -126,6 +126,7 @@ def check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
 
 DET_RUNTIMES = ("auto", "torch", "openvino", "onnx", "tensorrt")
 DET_PRECISIONS = ("auto", "fp32", "fp16", "int8")
+EMBED_RUNTIMES = ("auto", "openvino", "onnxruntime", "torch")
 _UNIT = Range(float, 0.0, 1.0)  # thresholds, IoUs, confidences, EMA weights
 _COSINE = Range(float, 0.0, 2.0)  # cosine distances
 _COUNT = Range(int, 0.0)  # frames, samples
@@ -194,6 +195,11 @@ class EmbedderConfig:
             for ``dino`` and ``clip``).
         batch_size: crops per forward pass.
         device: torch device for torch backends (``None``: CUDA when available, else CPU).
+        runtime: what runs an ONNX ReID network (the ``onnx`` backend's file, ``osnet``'s weights exported
+            to ONNX in memory): ``"openvino"`` (FP32), ``"onnxruntime"``, ``"torch"`` (``osnet`` only) or
+            ``"auto"``: onnxruntime on CUDA where it has its CUDA provider, else OpenVINO where installed,
+            else onnxruntime (:func:`mot_dinov3.features.onnx.graph_runtime`). The other backends run in
+            PyTorch.
     """
 
     name: str = "dino"
@@ -204,6 +210,7 @@ class EmbedderConfig:
     crop_square: bool | None = None
     batch_size: int = 32
     device: str | None = None
+    runtime: str = "auto"
 
     RANGES: ClassVar[dict[str, Range]] = {
         "crop_pad": Range(float, 0.0, 1.0, optional=True),
@@ -213,6 +220,7 @@ class EmbedderConfig:
     def __post_init__(self) -> None:
         check_fields(self)
         check_device("device", self.device)
+        check_choice("embed_runtime", self.runtime, EMBED_RUNTIMES)
 
 
 @dataclass

@@ -12,6 +12,7 @@ from mot_dinov3.config import (
     DEFAULT_DINO_MODEL,
     DET_PRECISIONS,
     DET_RUNTIMES,
+    EMBED_RUNTIMES,
     DetectorConfig,
     EmbedderConfig,
     OutputConfig,
@@ -151,6 +152,13 @@ def track_parser() -> argparse.ArgumentParser:
         help="expand crops to the model input's aspect ratio (square for ViTs) instead of stretching "
         "the box (default: off for onnx ReID models, on for dino and clip)",
     )
+    g.add_argument(
+        "--embed-runtime",
+        choices=EMBED_RUNTIMES,
+        default="auto",
+        help="what runs an ONNX ReID network (onnx, and osnet exported in memory); torch: osnet in PyTorch; "
+        "auto: onnxruntime on CUDA (with its CUDA provider), else OpenVINO when installed (default: auto)",
+    )
     g = p.add_argument_group("embedding scheduler")
     unset = argparse.SUPPRESS  # absent from the namespace unless given: build_run_config tells the rules apart
     g.add_argument(
@@ -257,6 +265,7 @@ def build_run_config(a: argparse.Namespace) -> RunConfig:
             crop_pad=a.crop_pad,
             crop_square=a.crop_square,
             device=device,
+            runtime=a.embed_runtime,
         ),
         scheduler=SchedulerConfig(overlap_thr=a.embed_overlap_thr, embed_all=a.embed_all, lazy=lazy, **refresh),
         tracker=tracker,

@@ -13,7 +13,7 @@ The embedder (``embedder='osnet'``) sees the same crops as the ``onnx`` backend 
 stretched to 256x128, RGB with ImageNet mean/std) and returns the same vectors as an ONNX export of the
 same weights, L2-normalised. For inference the BatchNorm layers are folded into the convolutions before
 them (:func:`fuse_batchnorm`), which changes nothing but the rounding; on the CPU the folded network is
-exported to ONNX in memory and run by onnxruntime (:func:`onnx_session`).
+exported to ONNX in memory and run by OpenVINO or onnxruntime (:func:`onnx_graph`).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 from mot_dinov3.config import EmbedderConfig
 from mot_dinov3.errors import MissingFileError, UserError
 from mot_dinov3.features.base import batches, crop_policy, cut_windows, l2_normalize, to_blob
-from mot_dinov3.features.onnx import IMAGENET_MEAN, IMAGENET_STD, OnnxEmbedder
+from mot_dinov3.features.onnx import IMAGENET_MEAN, IMAGENET_STD, OnnxEmbedder, OnnxGraph, graph_runtime
 
 INPUT_HW = (256, 128)  # torchreid's training size for person ReID
 
@@ -359,16 +359,21 @@ def load_osnet(path: str | Path, variant: str | None = None) -> tuple[OSNet, str
     return model.eval(), name
 
 
-def onnx_session(model: nn.Module, threads: int | None = None) -> Any | None:
-    """An onnxruntime CPU session of ``model`` (exported in memory with ``torch.onnx``, batch axis dynamic,
-    input ``images`` (B, 3, 256, 128)), on ``threads`` intra-op threads (``None``: onnxruntime's default);
-    ``None`` where the ``onnx`` package or the export is unavailable (the caller then runs PyTorch)."""
+def onnx_graph(model: nn.Module, runtime: str = "auto", threads: int | None = None) -> OnnxGraph | None:
+    """``model`` exported in memory with ``torch.onnx`` (batch axis dynamic, input (B, 3, 256, 128)) and
+    loaded by ``runtime`` (:class:`~mot_dinov3.features.onnx.OnnxGraph`: ``"openvino"``, ``"onnxruntime"``
+    or ``"auto"``, which tries OpenVINO, then onnxruntime) on ``threads`` intra-op threads (``None``: the
+    runtime's default). ``None`` (the caller then runs PyTorch) where the ``onnx`` package or the export
+    is unavailable, or, with ``"auto"``, where neither runtime loads the graph.
+
+    Raises:
+        UserError: an explicit ``runtime`` that is not installed or cannot load the exported graph."""
     import logging
     import tempfile
     import warnings
 
-    import onnxruntime as ort
-
+    log = logging.getLogger(__name__)
+    order = [graph_runtime("auto", "cpu"), "onnxruntime"] if runtime == "auto" else [runtime]
     try:
         with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -383,13 +388,18 @@ def onnx_session(model: nn.Module, threads: int | None = None) -> Any | None:
                 dynamic_axes={"images": {0: "batch"}, "features": {0: "batch"}},
                 opset_version=17,
             )
-            data = path.read_bytes()
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-        return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+            for rt in dict.fromkeys(order):
+                try:
+                    return OnnxGraph(path, rt, "cpu", threads, label="the exported OSNet graph")
+                except UserError as exc:
+                    if runtime != "auto":
+                        raise
+                    log.info("OSNet: %s", exc)
+            return None
+    except UserError:
+        raise
     except Exception as exc:  # no onnx package, an exporter change: PyTorch still works
-        logging.getLogger(__name__).info("OSNet runs in PyTorch (ONNX export unavailable: %s)", exc)
+        log.info("OSNet runs in PyTorch (ONNX export unavailable: %s)", exc)
         return None
     finally:
         model.to(memory_format=torch.channels_last)
@@ -403,10 +413,10 @@ class OSNetEmbedder:
     torchreid's models). Architecture: Zhou et al., arXiv 1905.00953.
 
     Args:
-        cfg: ``model`` is the checkpoint; ``device``, ``batch_size``, crop settings as for every backend.
-        runtime: ``"auto"``: on the CPU the loaded network is exported to ONNX in memory and run by
-            onnxruntime (faster there than PyTorch; the same vectors), on CUDA PyTorch; ``"torch"``: always
-            PyTorch.
+        cfg: ``model`` is the checkpoint; ``device``, ``batch_size``, crop settings as for every backend;
+            ``runtime``: on the CPU, ``"auto"``, ``"openvino"`` and ``"onnxruntime"`` export the loaded
+            network to ONNX in memory and run it there (faster than PyTorch; the same vectors, see
+            :func:`onnx_graph`); on CUDA, and with ``"torch"``, PyTorch runs it.
 
     Raises:
         UserError: no ``embed_model``, or the file is not an OSNet state_dict (``MissingFileError`` when
@@ -418,7 +428,7 @@ class OSNetEmbedder:
     cost_free = False
     default_crop = OnnxEmbedder.default_crop  # the same crops as the ONNX ReID path
 
-    def __init__(self, cfg: EmbedderConfig, runtime: str = "auto"):
+    def __init__(self, cfg: EmbedderConfig):
         if not cfg.model:
             raise UserError(
                 "embedder='osnet' needs embed_model=PATH.pth (torchreid OSNet weights, e.g. osnet_x0_25_msmt17.pth)"
@@ -427,8 +437,9 @@ class OSNetEmbedder:
         self.device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = fuse_batchnorm(model).to(self.device).to(memory_format=torch.channels_last)
         self.dim = model.dim
-        # on the CPU, onnxruntime runs this network faster than PyTorch: export the loaded model once
-        self.session = onnx_session(self.model) if self.device.type == "cpu" and runtime == "auto" else None
+        # on the CPU, OpenVINO and onnxruntime run this network faster than PyTorch: export it once
+        exported = self.device.type == "cpu" and cfg.runtime != "torch"
+        self.graph = onnx_graph(self.model, cfg.runtime) if exported else None
         self.size_hw = INPUT_HW
         self.max_batch = cfg.batch_size
         self.cfg = cfg
@@ -445,8 +456,8 @@ class OSNetEmbedder:
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """(B, 3, 256, 128) float32 normalised RGB -> (B, D) float32 OSNet features, not normalised."""
-        if self.session is not None:
-            return self.session.run(None, {"images": np.ascontiguousarray(x, np.float32)})[0]
+        if self.graph is not None:
+            return self.graph(x)
         with torch.inference_mode():
             t = torch.from_numpy(x).to(self.device).contiguous(memory_format=torch.channels_last)
             return self.model(t).float().cpu().numpy()

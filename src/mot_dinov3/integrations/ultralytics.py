@@ -209,12 +209,8 @@ def reid_config(
 
 def _exported_by_ultralytics(embedder: Embedder) -> bool:
     """An ONNX model whose metadata names Ultralytics (its exports expect 0..1 RGB, not ImageNet statistics)."""
-    session = getattr(embedder, "session", None)
-    try:
-        meta = session.get_modelmeta().custom_metadata_map if session is not None else {}
-    except Exception:  # no readable metadata: treat it as a plain ReID export
-        return False
-    return "ultralytics" in str(meta.get("author", "")).lower()
+    meta = getattr(getattr(embedder, "graph", None), "metadata", None)  # OnnxGraph.metadata
+    return isinstance(meta, dict) and "ultralytics" in str(meta.get("author", "")).lower()
 
 
 def build_reid(
