@@ -5,7 +5,9 @@ apart, and what they give the tracker.
     python benchmarks/backends.py --quick    # smoke test: fewer crops and repeats, no DEV replay (1 minute)
 
 Rows: the backends with real weights here (``onnx`` and ``osnet``: OSNet x0.25 MSMT17 from the ``.onnx`` and
-from the torchreid ``.pth``, which the ``osnet`` backend exports to onnxruntime on the CPU; ``yolo``: the yolov8n detector's neck features; the ensembles ``onnx@0.7 + yolo`` and, as a
+from the torchreid ``.pth``, which the ``osnet`` backend exports to ONNX in memory on the CPU; both ONNX graphs
+run on ``--embed-runtime auto``: OpenVINO where installed); ``yolo``: the yolov8n detector's neck features;
+the ensembles ``onnx@0.7 + yolo`` and, as a
 sanity row, ``onnx + osnet``) and, for their cost only, random-init architectures (no DINO or CLIP
 weights exist offline): ``dino`` DINOv2-S/14 (``configs/dinov2-small``) and DINOv2-B/14, ``clip``
 ViT-B/32 (``CLIPVisionConfig()`` defaults).
@@ -13,11 +15,11 @@ ViT-B/32 (``CLIPVisionConfig()`` defaults).
 Columns:
 
 - ``ms/crop`` at batch 1 and 16: one ``embed(frame, boxes, det_feats)`` call (crop, preprocess, forward,
-  L2) on one MOT17-09 frame, divided by the boxes; torch and onnxruntime at their default threads
+  L2) on one MOT17-09 frame, divided by the boxes; torch and the ONNX runtime at their default threads
   (``--threads N``: N each). Configurations run interleaved, one call each per round, after warm-up
   rounds; the median of the repeats is kept (the minimum too, in the JSON), so background load hits
-  every row alike. Each timed call follows a 50 ms pause: onnxruntime's threads spin on after a call
-  and, on 2 cores, tripled the next torch call's time. On a 2-core machine that other processes load,
+  every row alike. Each timed call follows a 50 ms pause: a spinning onnxruntime pool (its default;
+  ours is told not to spin) tripled the next torch call's time on 2 cores. On a 2-core machine that other processes load,
   multi-threaded torch at batch 1 slows by up to 10x (a thread descheduled at every parallel region);
   ``--threads 1`` is far steadier there. Ultralytics sets torch to ``cpu_count - 1`` threads when a YOLO
   model first runs on the CPU (8 at most; 1 on 2 cores), so next to the detector in the pipeline the torch
@@ -61,6 +63,7 @@ from crops import gt_frames, separation  # noqa: E402
 
 from mot_dinov3.config import DetectorConfig, EmbedderConfig, SchedulerConfig, TrackerConfig  # noqa: E402
 from mot_dinov3.features.factory import create_embedder  # noqa: E402
+from mot_dinov3.features.onnx import graph_runtime  # noqa: E402
 from mot_dinov3.matching import iou_matrix  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -112,13 +115,16 @@ def clip_b32():
     )
 
 
+GRAPH = graph_runtime("auto", "cpu")  # what runs the ONNX ReID graphs here: OpenVINO where installed
+
+
 def rows(onnx: Path, pth: Path, dino_config: Path) -> list[Row]:
     def emb(name: str, model: str | None = None):
         return lambda: create_embedder(EmbedderConfig(name=name, model=model, device="cpu"))
 
     return [
-        Row("onnx", "OSNet x0.25 MSMT17, onnxruntime", emb("onnx", str(onnx)), True),
-        Row("osnet", "OSNet x0.25 MSMT17 .pth (onnxruntime on the CPU)", emb("osnet", str(pth)), True),
+        Row("onnx", f"OSNet x0.25 MSMT17 .onnx ({GRAPH})", emb("onnx", str(onnx)), True),
+        Row("osnet", f"OSNet x0.25 MSMT17 .pth (exported, {GRAPH})", emb("osnet", str(pth)), True),
         Row("yolo", "yolov8n neck features (imgsz 960)", emb("yolo"), True, feats=True),
         Row("ensemble", "onnx@0.7 + yolo", emb("ensemble", f"onnx:{onnx}@0.7,yolo"), True, feats=True),
         Row("ensemble", "onnx + osnet (sanity)", emb("ensemble", f"onnx:{onnx},osnet:{pth}"), True),
@@ -129,19 +135,16 @@ def rows(onnx: Path, pth: Path, dino_config: Path) -> list[Row]:
 
 
 def set_threads(embedder, n: int) -> None:
-    """``n`` intra-op threads for the onnxruntime sessions in ``embedder`` (an ensemble's parts too)."""
-    import onnxruntime as ort
-
-    from mot_dinov3.features.onnx import OnnxEmbedder
-    from mot_dinov3.features.osnet import OSNetEmbedder, onnx_session
+    """``n`` intra-op threads for the ONNX graphs in ``embedder`` (an ensemble's parts too), on the
+    runtime each already uses."""
+    from mot_dinov3.features.onnx import OnnxEmbedder, OnnxGraph
+    from mot_dinov3.features.osnet import OSNetEmbedder, onnx_graph
 
     for e in getattr(embedder, "parts", [embedder]):
         if isinstance(e, OnnxEmbedder):
-            so = ort.SessionOptions()
-            so.intra_op_num_threads = n
-            e.session = ort.InferenceSession(str(e.cfg.model), so, providers=["CPUExecutionProvider"])
-        elif isinstance(e, OSNetEmbedder) and e.session is not None:  # the .pth exported to onnxruntime
-            e.session = onnx_session(e.model, n)
+            e.graph = OnnxGraph(e.cfg.model, e.graph.runtime, threads=n)
+        elif isinstance(e, OSNetEmbedder) and e.graph is not None:  # the .pth exported to ONNX
+            e.graph = onnx_graph(e.model, e.graph.runtime, n)
 
 
 def label(r: Row) -> str:
@@ -170,7 +173,7 @@ def time_calls(calls: dict[str, Callable[[int], object]], sizes, warmup: int, re
             for k, fn in calls.items():
                 if r >= warmup + repeats[k]:
                     continue
-                time.sleep(SETTLE_S)  # the previous call's idle threads (onnxruntime spins) stop competing
+                time.sleep(SETTLE_S)  # the previous call's idle threads (a spinning pool) stop competing
                 t0 = time.perf_counter()
                 fn(n)
                 if r >= warmup:
@@ -247,11 +250,12 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--only", nargs="*", help="only rows whose 'backend: model' label contains one of these")
     ap.add_argument("--no-dev", action="store_true", help="skip the DEV replay")
     ap.add_argument(
-        "--threads", type=int, help="torch and onnxruntime intra-op threads for the timings (default: theirs)"
+        "--threads", type=int, help="torch and ONNX runtime intra-op threads for the timings (default: theirs)"
     )
     ap.add_argument("--json", type=Path, default=RESULTS_DIR / "backends.json")
     a = ap.parse_args(argv)
-    import onnxruntime as ort
+    import importlib.metadata
+
     import torch
 
     t_start = time.perf_counter()
@@ -338,7 +342,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     payload = {
         "machine": machine_info(),
-        "onnxruntime": ort.__version__,
+        "onnx_runtime": {GRAPH: importlib.metadata.version(GRAPH)},
         "torch_threads": torch_threads,
         "threads_option": a.threads,
         "load_average_before_after": [load_before, os.getloadavg()],

@@ -1,5 +1,6 @@
-"""OSNet x0.25 on the CPU: the ``onnx`` backend against the ``osnet`` backend (its .pth network exported to onnxruntime, and in PyTorch) on
-the same crops, in one process.
+"""OSNet x0.25 on the CPU: the ``onnx`` backend against the ``osnet`` backend (its .pth network exported to
+ONNX in memory, and in PyTorch), each ONNX graph on OpenVINO and onnxruntime (``--embed-runtime``), on the
+same crops, in one process.
 
     python benchmarks/osnet_speed.py --onnx ../shared/weights/osnet_x0_25_msmt17.onnx \\
         --pth ../shared/weights/osnet_x0_25_msmt17_from_onnx.pth \\
@@ -7,8 +8,8 @@ the same crops, in one process.
 
 The crops are MOT17 ground-truth pedestrians cut once by the backends' shared ``crop``. Each row times
 ``embed_crops`` (normalisation, forward, L2) at batch 1 and ``--batch``; both libraries get the same
-thread count (``--threads``, one row group each: onnxruntime's ``intra_op_num_threads`` and
-``torch.set_num_threads``). Besides the backend as shipped (BatchNorm folded into the convolutions,
+thread count (``--threads``, one row group each: OpenVINO's ``INFERENCE_NUM_THREADS``, onnxruntime's
+``intra_op_num_threads`` and ``torch.set_num_threads``). Besides the backend as shipped (BatchNorm folded into the convolutions,
 channels_last), two PyTorch ablations show what those steps bring: the model as loaded (BatchNorm kept,
 NCHW) and BatchNorm folded in NCHW. Configurations run interleaved, one call each per round, after
 ``--warmup`` rounds; the median over ``--repeats`` rounds is kept, so background load hits every row alike.
@@ -21,10 +22,13 @@ from __future__ import annotations
 
 import argparse
 import copy
+import importlib.metadata
+import importlib.util
 import os
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -80,15 +84,16 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--json", type=Path, default=RESULTS_DIR / "osnet_speed.json")
     args = ap.parse_args(argv)
 
-    import onnxruntime as ort
     import torch
 
-    from mot_dinov3.features.osnet import OSNetEmbedder, load_osnet, onnx_session
+    from mot_dinov3.features.onnx import OnnxGraph
+    from mot_dinov3.features.osnet import load_osnet, onnx_graph
 
+    runtimes = ["openvino", "onnxruntime"] if importlib.util.find_spec("openvino") else ["onnxruntime"]
     onnx = create_embedder(EmbedderConfig(name="onnx", model=str(args.onnx), batch_size=args.batch))
     cfg = EmbedderConfig(name="osnet", model=str(args.pth), batch_size=args.batch, device="cpu")
-    shipped_osnet = create_embedder(cfg)  # on the CPU: the .pth network exported to onnxruntime
-    osnet = OSNetEmbedder(cfg, runtime="torch")
+    exported = create_embedder(cfg)  # on the CPU: the .pth network exported to ONNX
+    osnet = create_embedder(replace(cfg, runtime="torch"))
     crops = gt_crops(args.seq, onnx, args.batch)
     if len(crops) < args.batch:
         raise SystemExit(f"{args.seq}: only {len(crops)} gt crops, need --batch {args.batch}")
@@ -102,6 +107,13 @@ def main(argv: list[str] | None = None) -> dict:
         folded = copy.deepcopy(osnet.model).to(memory_format=torch.contiguous_format)
         ablations["torch, BatchNorm folded, NCHW"] = torch_forward(folded, channels_last=False)
 
+    def run_graph(embedder, graph) -> Callable[[list[np.ndarray]], object]:
+        def run(batch: list[np.ndarray]) -> object:
+            embedder.graph = graph
+            return embedder.embed_crops(batch)
+
+        return run
+
     def run_torch(forward: Callable[[np.ndarray], np.ndarray]) -> Callable[[list[np.ndarray]], object]:
         def run(batch: list[np.ndarray]) -> object:
             osnet.forward = forward
@@ -112,17 +124,16 @@ def main(argv: list[str] | None = None) -> dict:
     rows: list[dict[str, Any]] = []
     load_before = os.getloadavg()
     for n in [int(t) for t in args.threads.split(",")]:
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = n
-        onnx.session = ort.InferenceSession(str(args.onnx), so, providers=["CPUExecutionProvider"])
-        shipped_osnet.session = onnx_session(shipped_osnet.model, threads=n)
         torch.set_num_threads(n)
-        configs: dict[str, Callable[[list[np.ndarray]], object]] = {
-            "onnx (onnxruntime)": onnx.embed_crops,
-            "osnet (shipped: exported, onnxruntime)": shipped_osnet.embed_crops,
-            "osnet (torch)": run_torch(shipped),
-            **{k: run_torch(f) for k, f in ablations.items()},
-        }
+        configs: dict[str, Callable[[list[np.ndarray]], object]] = {}
+        for rt in runtimes:
+            graph = onnx_graph(exported.model, rt, n)  # an explicit runtime raises where it cannot load
+            if graph is None:
+                raise SystemExit("osnet: the ONNX export is unavailable here (is the onnx package installed?)")
+            configs[f"onnx ({rt})"] = run_graph(onnx, OnnxGraph(args.onnx, rt, threads=n))
+            configs[f"osnet ({rt})"] = run_graph(exported, graph)
+        configs["osnet (torch)"] = run_torch(shipped)
+        configs.update({k: run_torch(f) for k, f in ablations.items()})
         for bs in (1, args.batch):
             batch = crops[:bs]
             times: dict[str, list[float]] = {k: [] for k in configs}
@@ -139,17 +150,15 @@ def main(argv: list[str] | None = None) -> dict:
 
     names = list(rows[0]["ms_per_crop"])
     print(f"\nms per crop (median of {args.repeats}); {len(crops)} MOT17-09 gt crops; min cosine {cos.min():.6f}\n")
-    print("| threads | batch | " + " | ".join(names) + " | shipped osnet / onnx |")
+    print("| threads | batch | " + " | ".join(names) + " | osnet / onnx, same runtime |")
     print("|---|---|" + "---|" * len(names) + "---|")
     for row in rows:
         ms = row["ms_per_crop"]
-        ratio = ms["osnet (shipped: exported, onnxruntime)"] / ms["onnx (onnxruntime)"]
-        print(
-            f"| {row['threads']} | {row['batch']} | " + " | ".join(f"{ms[k]:.2f}" for k in names) + f" | {ratio:.2f} |"
-        )
+        ratios = " / ".join(f"{ms[f'osnet ({rt})'] / ms[f'onnx ({rt})']:.2f}" for rt in runtimes)
+        print(f"| {row['threads']} | {row['batch']} | " + " | ".join(f"{ms[k]:.2f}" for k in names) + f" | {ratios} |")
     payload = {
         "machine": machine_info(),
-        "onnxruntime": ort.__version__,
+        "runtimes": {rt: importlib.metadata.version(rt) for rt in runtimes},
         "load_average_before_after": [load_before, os.getloadavg()],
         "crops": len(crops),
         "min_cosine_onnx_vs_torch": float(cos.min()),

@@ -49,11 +49,11 @@ from mot_dinov3.features.factory import create_embedder  # noqa: E402
 PEERS = ("bytetrack", "botsort", "ocsort", "tracktrack")
 
 
-def our_configs(reid: str, dino_config: str | None):
+def our_configs(reid: str, dino_config: str | None, embed_runtime: str = "auto"):
     """(name, embedder factory, scheduler config) for each of our configurations."""
 
     def osnet():
-        return create_embedder(EmbedderConfig(name="onnx", model=reid))
+        return create_embedder(EmbedderConfig(name="onnx", model=reid, runtime=embed_runtime))
 
     rows = [
         ("ours, no ReID", lambda: None, SchedulerConfig()),
@@ -131,6 +131,7 @@ def main() -> None:
     ap.add_argument("--no-peers", action="store_true", help="skip the Ultralytics trackers")
     ap.add_argument("--det-runtime", default="torch", help="detector runtime of the detections (cached per runtime)")
     ap.add_argument("--det-precision", default="fp32", help="fp32, fp16 or int8 (calibrated on each sequence)")
+    ap.add_argument("--embed-runtime", default="auto", help="what runs the ONNX ReID model (--embed-runtime)")
     ap.add_argument("--json", default=str(RESULTS_DIR / "quality.json"))
     a = ap.parse_args()
 
@@ -140,7 +141,7 @@ def main() -> None:
     )
     tracker = TrackerConfig.from_yaml(a.tracker_config) if a.tracker_config else TrackerConfig()
     cache = {s: load_or_detect(s, replace(det_cfg, calib=str(s))) for s in seqs}  # INT8: each on its own frames
-    jobs = [(name, "ours", (mk, sched)) for name, mk, sched in our_configs(a.reid, a.dino_config)]
+    jobs = [(name, "ours", (mk, sched)) for name, mk, sched in our_configs(a.reid, a.dino_config, a.embed_runtime)]
     if not a.no_peers:
         jobs += [(f"Ultralytics {k}" + (" + native ReID" if k == "botsort" else ""), "peer", k) for k in PEERS]
     if a.only:
@@ -195,6 +196,7 @@ def main() -> None:
             "det_precision": a.det_precision,
             "conf": a.conf,
             "reid": a.reid,
+            "embed_runtime": a.embed_runtime,
             "tracker": vars(tracker),
             "machine": machine_info(),
             "rows": rows,

@@ -6,7 +6,8 @@
 
 Rows, all in one process, over the same first ``--max-frames`` frames, for each detector runtime of
 ``--runtimes`` (``--det-runtime``: PyTorch, or the cached OpenVINO / ONNX export): detector only (read +
-detect); ours with OSNet scheduled (defaults: lazy memory); ours with OSNet ``--embed-all``. Then, on
+detect); ours with OSNet scheduled (defaults: lazy memory); ours with OSNet ``--embed-all``, each once
+per ``--embed-runtimes`` value (what runs the OSNet ONNX model: OpenVINO, onnxruntime). Then, on
 the first runtime: ours with OSNet's refresh rules (``--no-embed-lazy``) and ours with the ``dino``
 backend on a random-init model from ``--dino-config`` (ViT-S/14: the real cost); on the last runtime,
 ours scheduled with the annotated video written (to a temporary file). ``--before`` adds the PyTorch
@@ -154,10 +155,24 @@ def main() -> None:
         help="detector runtimes, comma-separated; RUNTIME-PRECISION for int8 / fp16",
     )
     ap.add_argument("--before", action="store_true", help="add the PyTorch rows at Ultralytics' thread count")
+    ap.add_argument(
+        "--embed-runtimes",
+        default="auto",
+        help="comma-separated --embed-runtime values for the OSNet ONNX model; the first runs the single rows",
+    )
     ap.add_argument("--json", default=str(RESULTS_DIR / "speed.json"))
     a = ap.parse_args()
 
-    osnet = create_embedder(EmbedderConfig(name="onnx", model=a.reid, device=a.device))
+    embed_runtimes = a.embed_runtimes.split(",")
+    reids = {
+        rt: create_embedder(EmbedderConfig(name="onnx", model=a.reid, device=a.device, runtime=rt))
+        for rt in embed_runtimes
+    }
+    osnet = reids[embed_runtimes[0]]
+
+    def tag(rt: str) -> str:  # row-name suffix naming the ReID runtime, when several are compared
+        return f" [ReID on {reids[rt].graph.runtime}]" if len(reids) > 1 else ""
+
     runtimes = a.runtimes.split(",")
     rows: dict[str, Callable[[], dict]] = {}
     first = None
@@ -177,12 +192,13 @@ def main() -> None:
         detector(next(iter(FrameSource(a.source))).image)  # export (cached) and warm up
         first = first or detector
         rows[f"{rt}: detector only"] = partial(timed_loop, a.source, detector, a.max_frames)
-        rows[f"{rt}: ours, OSNet scheduled"] = partial(
-            ours, a.source, detector, osnet, SchedulerConfig(), a.max_frames, a.device
-        )
-        rows[f"{rt}: ours, OSNet embed-all"] = partial(
-            ours, a.source, detector, osnet, SchedulerConfig(embed_all=True), a.max_frames, a.device
-        )
+        for ert, reid in reids.items():
+            rows[f"{rt}: ours, OSNet scheduled{tag(ert)}"] = partial(
+                ours, a.source, detector, reid, SchedulerConfig(), a.max_frames, a.device
+            )
+            rows[f"{rt}: ours, OSNet embed-all{tag(ert)}"] = partial(
+                ours, a.source, detector, reid, SchedulerConfig(embed_all=True), a.max_frames, a.device
+            )
     assert first is not None
     rows[f"{runtimes[0]}: ours, OSNet refresh rules"] = partial(
         ours, a.source, first, osnet, SchedulerConfig(lazy=False), a.max_frames, a.device
@@ -243,6 +259,7 @@ def main() -> None:
             "source": a.source,
             "det": a.det,
             "runtimes": runtimes,
+            "embed_runtimes": {rt: r.graph.runtime for rt, r in reids.items()},
             "imgsz": a.imgsz,
             "max_frames": a.max_frames,
             "peer": peer or f"estimate: detector only + {a.peer_track_ms:g} ms/frame",
