@@ -14,6 +14,7 @@ import select
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -313,6 +314,36 @@ def test_a_background_writer_hands_an_encoder_bug_to_the_caller(tmp_path, monkey
             writer.write(np.zeros((48, 64, 3), np.uint8))
     writer.close()  # raised once already: close finalises (nothing written, no file)
     assert not writer.written and not list(tmp_path.glob("v*"))
+
+
+def test_reserve_waits_for_the_encoder_so_the_next_write_does_not(tmp_path, monkeypatch):
+    """A caller writing one frame to the MOT txt and the video reserves the video's place first: the
+    wait (where an interrupt lands) happens before anything is written, the write after it is instant."""
+    writer = video.VideoWriter(tmp_path / "v.mp4", 25.0, (64, 48), codec="mp4v", background=True)
+    permits, encode = threading.Semaphore(0), writer._enc.write
+
+    def gated(image):  # the encoder encodes one frame per permit
+        assert permits.acquire(timeout=10)
+        encode(image)
+
+    monkeypatch.setattr(writer._enc, "write", gated)
+    image = np.zeros((48, 64, 3), np.uint8)
+    for _ in range(video.BACKGROUND_DEPTH):
+        writer.write(image)  # no room left now
+    waiter = threading.Thread(target=writer.reserve)
+    waiter.start()
+    waiter.join(0.5)
+    assert waiter.is_alive()  # reserve waits for the encoder
+    permits.release()  # one frame encoded: its place is reserved, the encoder is stuck on the next
+    waiter.join(10)
+    assert not waiter.is_alive()
+    done = threading.Event()
+    threading.Thread(target=lambda: (writer.write(image), done.set()), daemon=True).start()
+    assert done.wait(2)  # the write took the reserved place, though the encoder is still stuck
+    for _ in range(video.BACKGROUND_DEPTH):
+        permits.release()
+    writer.close()
+    assert writer.frames == video.BACKGROUND_DEPTH + 1 and writer.written
 
 
 class _FullContainer:

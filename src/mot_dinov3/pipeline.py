@@ -183,7 +183,11 @@ def frames(
                 with timer.stage("draw"):
                     annotated = draw_tracks(frame.image, tracks, style)
             with timer.stage("write"):
-                try:  # the MOT txt first: a frame it could not take is not in the video either
+                # the wait for the encoder first, where Ctrl-C most often lands: nothing is written yet;
+                # then the MOT txt: a frame it could not take is not in the video either
+                try:
+                    if video:
+                        video.reserve()
                     if mot_txt:
                         mot_txt.write(
                             frame.index,

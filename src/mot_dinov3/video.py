@@ -230,9 +230,11 @@ class VideoWriter:
         self._error: Exception | None = None  # a background write that failed (WriteError, or a bug's)
         self._raised = False
         self._queue: queue.Queue | None = None
+        self._room = threading.Semaphore(BACKGROUND_DEPTH)  # free places in the queue
+        self._reserved = False
         self._thread: threading.Thread | None = None
         if background:
-            self._queue = queue.Queue(maxsize=BACKGROUND_DEPTH)
+            self._queue = queue.Queue()
             self._thread = threading.Thread(target=self._drain, name="video-encode", daemon=True)
             self._thread.start()
 
@@ -254,7 +256,18 @@ class VideoWriter:
         if self._queue is None:
             self._encode(image)
         else:
+            self.reserve()
+            self._reserved = False
             self._queue.put(image)
+
+    def reserve(self) -> None:
+        """Wait until :meth:`write` can take a frame without waiting (in the background: until the
+        encoder has room; else nothing to wait for). A caller writing a frame to several outputs waits
+        here first, so an interrupt during the wait leaves the frame in none of them.
+        """
+        if self._queue is not None and not self._reserved:
+            self._room.acquire()
+            self._reserved = True
 
     def _encode(self, image: np.ndarray) -> None:
         assert self._enc is not None
@@ -276,6 +289,7 @@ class VideoWriter:
                     self._encode(image)
                 except Exception as exc:  # raised in the caller's thread by the next write() or close()
                     self._error = exc
+            self._room.release()
 
     def _raise_pending(self) -> None:
         if self._error is not None:
