@@ -541,3 +541,61 @@ def test_sigterm_during_a_run_exits_130_with_outputs_finalised(tmp_path, yolov8n
     text = txt.read_text()
     assert text.endswith("\n") and max(int(r.split(",")[0]) for r in text.splitlines()) <= frames + 1
     assert not list(tmp_path.glob("*.part*")) and "Traceback" not in stderr
+
+
+_TWO_CORES = """
+import os, signal, sys, time
+import numpy as np, openvino as ov
+from openvino import opset13 as ops
+from mot_dinov3.sigstack import clear_dangling_altstack
+p = ops.parameter([1, 8], np.float32)
+model = ov.Model([ops.relu(p)], [p])
+a = ov.Core().compile_model(model, "CPU")
+b = ov.Core().compile_model(model, "CPU")
+del a  # first made, first destroyed: b's destructor restores a's stack, already unmapped
+del b
+print("cleared" if sys.argv[1] == "guard" and clear_dangling_altstack() else "kept", flush=True)
+try:
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(5)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+"""
+
+
+def _python(code: str, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=120)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="sigaltstack: Linux")
+def test_a_stack_openvino_unmapped_is_disabled_before_a_signal_lands_on_it():
+    pytest.importorskip("openvino")
+    guarded = _python(_TWO_CORES, "guard")
+    assert guarded.returncode == 0 and guarded.stdout.split() == ["cleared", "interrupted"], guarded.stderr
+    bare = _python(_TWO_CORES, "none")
+    assert bare.returncode == -signal.SIGSEGV, (bare.returncode, bare.stdout)  # what the guard prevents
+
+
+_TWO_RUNS = """
+import gc, os, signal, sys, time
+import mot_dinov3
+for _ in range(2):
+    mot_dinov3.track(sys.argv[1], det=sys.argv[2], classes="0", embedder="onnx", embed_model=sys.argv[3],
+                     output=None, max_frames=3, imgsz=160, no_progress=True)
+    gc.collect()  # the run's models are released, in whatever order
+try:
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(5)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_ctrl_c_after_runs_on_openvino_interrupts_and_does_not_crash(yolov8n, osnet_onnx, tmp_path, monkeypatch):
+    pytest.importorskip("openvino")
+    monkeypatch.setenv("MOT_DINOV3_WEIGHTS", str(tmp_path))  # the detector's exports
+    seq = shared_path("data/MOT15/train/TUD-Campus")
+    done = _python(_TWO_RUNS, str(seq), str(yolov8n), str(osnet_onnx))
+    assert done.returncode == 0 and done.stdout.split() == ["interrupted"], (done.returncode, done.stderr[-500:])

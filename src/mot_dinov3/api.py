@@ -291,8 +291,11 @@ def track(source: str | Path | Iterable[np.ndarray], **options: Any) -> RunSumma
         UserError: bad options or inputs (the messages the CLI prints).
     """
     from mot_dinov3 import pipeline
+    from mot_dinov3.sigstack import clear_dangling_altstack
 
-    return pipeline.run(run_config(source, options))
+    summary = pipeline.run(run_config(source, options))  # its detector and embedder are released here
+    clear_dangling_altstack()
+    return summary
 
 
 def iter_track(
@@ -301,8 +304,12 @@ def iter_track(
     """Like :func:`track`, yielding per frame ``(frame_index, image, tracks)``: the 1-based index, the BGR
     image and the (M, 8) tracks of :meth:`MultiObjectTracker.update`; outputs asked for are written too."""
     from mot_dinov3 import pipeline
+    from mot_dinov3.sigstack import clear_dangling_altstack
 
-    yield from pipeline.frames(run_config(source, options))
+    try:
+        yield from pipeline.frames(run_config(source, options))
+    finally:
+        clear_dangling_altstack()
 
 
 def run_config(source: str | Path | Iterable[np.ndarray], options: dict[str, Any]):

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from mot_dinov3.errors import UserError
 from mot_dinov3.options import build_run_config, parse_classes, track_parser
+from mot_dinov3.sigstack import clear_dangling_altstack
 
 __all__ = [
     "batch_parser",
@@ -264,6 +265,7 @@ def _signals_as_interrupt() -> Iterator[None]:
     def handler(signum, frame):
         raise KeyboardInterrupt
 
+    clear_dangling_altstack()  # a signal on a stack OpenVINO unmapped would be a SIGSEGV
     previous = {}
     with contextlib.suppress(ValueError):  # ValueError: not the main thread
         for name in ("SIGTERM", "SIGHUP"):

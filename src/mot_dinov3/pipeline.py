@@ -49,6 +49,7 @@ from mot_dinov3.gmc import check_method
 from mot_dinov3.io import Frame, FrameSource, ImageFrames, MotWriter, check_outputs, prefetch, write_atomic
 from mot_dinov3.profiling import RunSummary, StageTimer, summarize
 from mot_dinov3.report import ReportData, RunRecord, write_report
+from mot_dinov3.sigstack import clear_dangling_altstack
 from mot_dinov3.track import TrackState
 from mot_dinov3.video import VideoWriter, resolve_codec
 from mot_dinov3.viz import DrawStyle, draw_tracks
@@ -132,6 +133,7 @@ def frames(
     else:  # any iterable of images, at the output fps (default 30)
         source = ImageFrames(cfg.source, out.fps or 30.0)
     check_method(cfg.tracker.gmc_method)  # before models load
+    clear_dangling_altstack()  # an OpenVINO model released before this run must not crash its Ctrl-C
     check_outputs({"output": out.video, "save_mot": out.mot_txt, "save_json": out.json, "report": out.report}, source)
     codec = resolve_codec(out.video, out.codec) if out.video else None  # h264 asked for but missing: fails here
     # the detector loads first: a wrong --det fails in a second, before a large embedding model loads

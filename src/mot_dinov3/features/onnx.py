@@ -8,6 +8,7 @@ running crops one at a time. Example: OSNet x0.25 (Zhou et al., ICCV 2019, arXiv
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,18 @@ def graph_runtime(runtime: str, device: str | None) -> str:
     if on_cuda(device) and ort_has_cuda():
         return "onnxruntime"
     return "openvino" if importlib.util.find_spec("openvino") is not None else "onnxruntime"
+
+
+@functools.cache
+def openvino_core() -> Any:
+    """The process's one ``openvino.Core``, which every OpenVINO graph here compiles on (OpenVINO's
+    advice: one Core per application). Kept for the process's life: each Core's CPU plugin installs an
+    alternate signal stack and unmaps it when destroyed, and Cores destroyed in the order they were
+    made leave an unmapped stack installed (:mod:`mot_dinov3.sigstack`); a Core that lives on keeps
+    its stack, and the stacks that later Cores restore to, mapped."""
+    import openvino as ov
+
+    return ov.Core()
 
 
 def _reason(exc: Exception) -> str:
@@ -132,13 +145,12 @@ class OnnxGraph:
             self.precision = {np.float16: "f16", np.float64: "f64"}.get(self._dtype, "f32")
 
     def _load_openvino(self, path: str | Path, threads: int | None) -> tuple[tuple, tuple]:
-        import openvino as ov
         from openvino.frontend import FrontEndManager
 
         # the ONNX frontend only: read_model would try every frontend (TensorFlow's logs to stderr)
         if not FrontEndManager().load_by_framework("onnx").supported(str(path)):
             raise ValueError("not an ONNX model")
-        core = ov.Core()
+        core = openvino_core()
         model = core.read_model(str(path))
         if len(model.inputs) != 1:
             raise ValueError(f"{len(model.inputs)} inputs, expected one image input")
