@@ -237,7 +237,9 @@ class SchedulerConfig:
             with a lost track's predicted box is above this is critical (crowded / near_lost).
         budget_ms: per-frame milliseconds for refresh work; 0 means unlimited. Critical work ignores it.
         embed_all: compute every detection's embedding every frame (the baseline, scheduling off).
-        ema_alpha: weight of the newest measurement in the ms-per-crop moving average.
+        ema_alpha: weight of the newest call in the moving fit of the embedder's cost per call and its
+            deviation, which ``budget_ms`` admits refreshes against
+            (:class:`mot_dinov3.scheduler.runner.CallCost`).
         lazy: lazy memory (``--embed-lazy``, the default rules): no periodic refresh; a track's clean looks
             are kept as crops and embedded only when its memory is about to be read (see
             :func:`mot_dinov3.scheduler.lazy.plan_lazy`); ``refresh_every``, ``iou_gate`` and ``budget_ms``

@@ -1,12 +1,12 @@
 """Carrying out a plan: :class:`EmbeddingScheduler` embeds what a frame's plan asks for.
 
 :meth:`EmbeddingScheduler.run` embeds the critical crops in one batch, then admits refresh crops one
-chunk at a time while a live EMA of ms per crop says the next chunk fits in what is left of
-``budget_ms`` (0 = unlimited). Only refresh work counts against the budget; the embedder is
-synchronised (CUDA) around every timed call. A refresh that does not fit is served from cache and its
-track stays in the backlog; backlog entries of tracks that are no longer active are dropped. With
-``--embed-lazy`` it also keeps the :class:`~mot_dinov3.scheduler.lazy.LookBuffer` and embeds the looks
-of the tracks the plan flushes.
+chunk at a time while the chunk's predicted cost (:class:`CallCost`: near the call's 95th
+percentile) fits in what is left of ``budget_ms`` (0 = unlimited). Only refresh work counts
+against the budget; the embedder is synchronised (CUDA) around every timed call. A refresh that does
+not fit is served from cache and its track stays in the backlog; backlog entries of tracks that are
+no longer active are dropped. With ``--embed-lazy`` it also keeps the
+:class:`~mot_dinov3.scheduler.lazy.LookBuffer` and embeds the looks of the tracks the plan flushes.
 """
 
 from __future__ import annotations
@@ -25,6 +25,56 @@ from mot_dinov3.scheduler.lazy import LookBuffer, near_lost_verdicts, plan_lazy
 from mot_dinov3.scheduler.plan import CRITICAL, SKIP, EmbedPlan, TrackLike, plan_actions
 
 REFRESH_CHUNK = 4  # largest refresh batch admitted at once against the budget
+DEVIATIONS = 2.0  # a call is predicted at its fitted cost + 2 mean deviations: about its 95th percentile
+
+
+class CallCost:
+    """What an embedder call of ``k`` crops costs, in ms: a fixed overhead plus a cost per crop,
+    ``ms = a + b * k``, fitted by exponentially weighted least squares over every call (critical or
+    refresh) at weight ``alpha``, plus the moving mean absolute deviation of the calls from the fit, as
+    TCP estimates its retransmission timeout (Jacobson 1988; RFC 6298: smoothed RTT and RTTVAR).
+
+    :meth:`predict` is the fit plus :data:`DEVIATIONS` deviations. For normally distributed costs the
+    mean absolute deviation is about 0.8 standard deviations, so the prediction sits near a call's 95th
+    percentile: admitting a call only when its prediction fits keeps about 95% of frames within the
+    budget, which a plain mean (exceeded by about half the calls) does not. The overhead term is why a
+    crop costs more in a small refresh call than in a large critical batch. While the recent calls all
+    had one size (or the fit's overhead comes out negative) the cost is taken as proportional to ``k``.
+    """
+
+    def __init__(self, alpha: float):
+        self.alpha = alpha
+        self.moments: np.ndarray | None = None  # moving E[k], E[ms], E[k^2], E[k * ms]
+        self.dev = 0.0
+
+    def fit(self) -> tuple[float, float] | None:
+        """``(a, b)``: overhead and ms per crop of the current fit; ``None`` before any call."""
+        if self.moments is None:
+            return None
+        k, ms, kk, kms = self.moments
+        var = kk - k * k
+        if var > 1e-6 * kk:
+            b = (kms - k * ms) / var
+            a = ms - b * k
+            if a >= 0 and b >= 0:
+                return float(a), float(b)
+        return 0.0, float(ms / k)
+
+    def add(self, k: int, ms: float) -> None:
+        """Record one call of ``k`` crops that took ``ms`` milliseconds."""
+        x = np.array([k, ms, k * k, k * ms], np.float64)
+        fit = self.fit()
+        if fit is None or self.moments is None:
+            self.moments = x
+            return
+        a = self.alpha
+        self.dev = (1 - a) * self.dev + a * abs(ms - (fit[0] + fit[1] * k))
+        self.moments = (1 - a) * self.moments + a * x
+
+    def predict(self, k: int) -> float | None:
+        """Predicted ms of a call of ``k`` crops (about its 95th percentile); ``None`` before any call."""
+        fit = self.fit()
+        return None if fit is None else fit[0] + fit[1] * k + DEVIATIONS * self.dev
 
 
 @dataclass
@@ -53,7 +103,7 @@ class Embeddings:
 
 
 class EmbeddingScheduler:
-    """Stateful half of the scheduler: the ms-per-crop EMA, the refresh backlog, lazy memory's crop buffer
+    """Stateful half of the scheduler: the embedder's cost per call, the refresh backlog, lazy memory's crop buffer
     and the counters.
 
     Args:
@@ -62,7 +112,8 @@ class EmbeddingScheduler:
         clock: seconds counter (``time.perf_counter``); replaceable in tests.
 
     Attributes:
-        ms_per_crop: live EMA of embedding cost, ms per crop (``None`` before the first measurement).
+        call_cost: the embedder's cost per call (:class:`CallCost`), from every call, critical or
+            refresh: critical calls keep it current when the budget admits no refresh.
         backlog: ``{track_id: last_embed_frame}`` of tracks whose refresh was deferred.
         buffer: lazy: the :class:`~mot_dinov3.scheduler.lazy.LookBuffer` of clean looks not yet embedded.
         cleared: lazy: ``{(track_id, lost_track_id): frame}``, near_lost pairs last seen far apart
@@ -88,7 +139,7 @@ class EmbeddingScheduler:
                 "use embedder='dino', embedder='clip' or embedder='onnx', or drop embed_lazy=True"
             )
         self.lazy = (can_buffer if cfg.lazy is None else cfg.lazy) and not cfg.embed_all
-        self.ms_per_crop: float | None = None
+        self.call_cost = CallCost(cfg.ema_alpha)
         self.backlog: dict[int, int] = {}
         self.buffer = LookBuffer(cfg.lazy_window, cfg.look_overlap_thr)
         self.cleared: dict[tuple[int, int], int] = {}
@@ -153,9 +204,7 @@ class EmbeddingScheduler:
                 vectors = np.zeros((n, out.shape[1]), np.float32)
             vectors[idx] = out
             computed[idx] = True
-            per_crop = ms / len(idx)
-            a = self.cfg.ema_alpha
-            self.ms_per_crop = per_crop if self.ms_per_crop is None else a * per_crop + (1 - a) * self.ms_per_crop
+            self.call_cost.add(len(idx), ms)
             return ms
 
         critical = np.flatnonzero(plan.action == CRITICAL).tolist()
@@ -170,11 +219,7 @@ class EmbeddingScheduler:
             if critical:
                 result.critical_ms = compute(critical)
             while refresh:
-                left = self.cfg.budget_ms - result.refresh_ms
-                if self.ms_per_crop is None:  # no estimate yet: measure a single crop
-                    take = 1 if left > 0 else 0
-                else:
-                    take = min(int(left // max(self.ms_per_crop, 1e-6)), REFRESH_CHUNK)
+                take = self._admit(self.cfg.budget_ms - result.refresh_ms, min(len(refresh), REFRESH_CHUNK))
                 if take < 1:
                     break
                 chunk, refresh = refresh[:take], refresh[take:]
@@ -206,6 +251,20 @@ class EmbeddingScheduler:
             assert isinstance(self.embedder, CropEmbedder)  # lazy memory runs only with one
             self.buffer.add(plan, image, det_xyxy, computed, self.embedder.crop)
         return result
+
+    def _admit(self, left_ms: float, most: int) -> int:
+        """How many refresh crops (at most ``most``) to embed in the next call with ``left_ms`` of the
+        budget left: the largest call whose predicted cost (:attr:`call_cost`) fits; one crop, to
+        measure it, when no call was measured yet."""
+        if left_ms <= 0:
+            return 0
+        for k in range(most, 0, -1):
+            ms = self.call_cost.predict(k)
+            if ms is None:
+                return 1
+            if ms <= left_ms:
+                return k
+        return 0
 
     def _flush(self, track_ids: list[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
         """Embed (one batch) the newest buffered looks of these tracks, at most ``lazy_samples`` each and
