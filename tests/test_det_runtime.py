@@ -12,7 +12,7 @@ import pytest
 
 from mot_dinov3 import det_export
 from mot_dinov3.config import DetectorConfig
-from mot_dinov3.det_export import resolve_runtime, static_shape
+from mot_dinov3.det_export import resolve_precision, resolve_runtime, static_shape
 from mot_dinov3.errors import UserError
 from mot_dinov3.matching import iou_matrix
 
@@ -48,6 +48,15 @@ def test_auto_runtime(monkeypatch):
     assert resolve_runtime("onnx", "w.pt", cuda=False, capture_features=False) == "onnx"
     monkeypatch.setattr(det_export, "installed", lambda rt: rt == "torch")
     assert resolve_runtime("auto", "w.pt", cuda=False, capture_features=False) == "torch"
+
+
+def test_auto_precision():
+    assert resolve_precision("auto", "openvino", cuda=False) == "fp16"  # OpenVINO's native: bf16 or f32
+    assert resolve_precision("auto", "torch", cuda=False) == "fp32"
+    assert resolve_precision("auto", "onnx", cuda=False) == "fp32"  # ONNX Runtime's CPU FP16 is slower
+    assert resolve_precision("auto", "torch", cuda=True) == "fp16"
+    assert resolve_precision("fp32", "openvino", cuda=False) == "fp32"
+    assert resolve_precision("int8", "openvino", cuda=False) == "int8"
 
 
 @pytest.mark.parametrize(
@@ -94,7 +103,7 @@ def test_export_gives_pytorch_boxes_and_is_cached(runtime, yolov8n, mot17_09, tm
     cfg = dict(model=str(weights), imgsz=640, classes=[0], device="cpu")
     ref = Detector(DetectorConfig(**cfg, runtime="torch"))
     torch_dets = [ref(f) for f in frames]
-    det = Detector(DetectorConfig(**cfg, runtime=runtime))
+    det = Detector(DetectorConfig(**cfg, runtime=runtime, precision="fp32"))
     exported = [det(f) for f in frames]
     assert det.runtime == runtime and det._imgsz == (384, 640)
     if runtime == "openvino":  # FP32 also on CPUs where OpenVINO would pick bf16 (AMX, AVX512-BF16)
@@ -107,9 +116,28 @@ def test_export_gives_pytorch_boxes_and_is_cached(runtime, yolov8n, mot17_09, tm
         raise AssertionError("exported again")
 
     monkeypatch.setattr("ultralytics.YOLO.export", no_export)
-    again = Detector(DetectorConfig(**cfg, runtime=runtime))
+    again = Detector(DetectorConfig(**cfg, runtime=runtime, precision="fp32"))
     again(frames[0])
     assert again.runtime == runtime and again.export_path == det.export_path
+
+
+@pytest.mark.slow
+def test_auto_precision_on_openvino_stays_near_pytorchs_boxes(yolov8n, mot17_09, tmp_path, monkeypatch):
+    """The default on a CPU: an FP16 export, run at OpenVINO's native precision (bf16 on AMX /
+    AVX512-BF16 CPUs, where the boxes move slightly; f32 elsewhere)."""
+    pytest.importorskip("openvino")
+    from mot_dinov3.detector import Detector
+
+    monkeypatch.setenv("MOT_DINOV3_WEIGHTS", str(tmp_path / "cache"))
+    frames = _frames(mot17_09, 6)
+    cfg = dict(model=str(yolov8n), imgsz=640, classes=[0], device="cpu")
+    torch_dets = [Detector(DetectorConfig(**cfg, runtime="torch"))(f) for f in frames]
+    det = Detector(DetectorConfig(**cfg))
+    auto = [det(f) for f in frames]
+    assert det.runtime == "openvino" and det.precision == "fp16" and "-fp16-" in str(det.export_path)
+    assert det.inference_precision in ("bf16", "f32", "f16")
+    iou, n_torch, n_auto = _matched(torch_dets, auto)
+    assert iou >= 0.97 and abs(n_torch - n_auto) <= max(2, n_torch // 50)
 
 
 @pytest.mark.slow

@@ -125,6 +125,21 @@ def resolve_runtime(runtime: str, weights: str, cuda: bool, capture_features: bo
     return "torch" if exported else runtime
 
 
+def resolve_precision(precision: str, runtime: str, cuda: bool) -> str:
+    """The precision a run uses: ``precision`` itself unless ``"auto"``.
+
+    ``auto`` picks FP16 on CUDA (PyTorch ``half``) and for an OpenVINO export on a CPU, FP32 elsewhere
+    (PyTorch and ONNX Runtime on a CPU run FP16 no faster). OpenVINO's CPU plugin runs an FP16 model at
+    the CPU's native precision: bf16 where the CPU has AMX or AVX512-BF16, FP32 elsewhere ("Precision
+    Control" in OpenVINO's docs), so on most CPUs FP16 only halves the file; on bf16 CPUs the boxes move
+    slightly (``docs/benchmarks.md`` has the measured loss) for about half the detector's time. Ask for
+    ``"fp32"`` to get PyTorch's boxes everywhere.
+    """
+    if precision != "auto":
+        return precision
+    return "fp16" if cuda or runtime == "openvino" else "fp32"
+
+
 def static_shape(hw: tuple[int, int], imgsz: int, stride: int = 32) -> tuple[int, int]:
     """(height, width) in pixels of an (H, W) frame letterboxed to ``imgsz`` as Ultralytics' PyTorch
     predictor does (``LetterBox(auto=True)``): scaled so the long side is ``imgsz`` (rounded up to a

@@ -37,6 +37,7 @@ from mot_dinov3.det_export import (
     installed,
     precision_args,
     quiet_ultralytics,
+    resolve_precision,
     resolve_runtime,
     static_shape,
 )
@@ -131,9 +132,7 @@ class Detector:
                 f"det_runtime={self.runtime!r} needs the Python package {PACKAGES[self.runtime]!r}, which is "
                 f"not installed: pip install {PACKAGES[self.runtime]} (or pass det_runtime='torch')"
             )
-        self.precision = "fp16" if cfg.precision == "fp16" or (cfg.precision == "auto" and cuda) else cfg.precision
-        if self.precision == "auto":
-            self.precision = "fp32"
+        self.precision = resolve_precision(cfg.precision, self.runtime, cuda)
         if self.precision == "int8" and self.runtime != "openvino":
             raise UserError(
                 f"det_precision='int8' runs on OpenVINO (calibrated on your frames), not det_runtime={self.runtime!r}; "
