@@ -218,8 +218,8 @@ def test_budget_holds_at_p95_when_costs_vary(budget, monkeypatch):
 
 
 def test_a_slow_call_does_not_stop_refreshes_for_good():
-    """One call ten times its usual cost (a busy machine) puts the estimate of its size over the
-    budget; the critical calls of that size that follow bring it back."""
+    """One call ten times its usual cost (a busy machine) puts the estimate over the budget; the
+    critical calls that follow bring it back."""
     clock = FakeClock()
     emb = FakeEmbedder(clock, ms_per_crop=4.0)
     s = EmbeddingScheduler(SchedulerConfig(budget_ms=10.0, refresh_every=1), emb, clock)

@@ -11,8 +11,9 @@ the next Ctrl-C, SIGTERM or SIGHUP the thread takes makes the kernel write the s
 unmapped memory: the process dies of SIGSEGV instead of stopping cleanly.
 
 :func:`clear_dangling_altstack` disables the calling thread's alternate stack when its memory is no
-longer mapped; the library calls it where detectors and embedders are released (the end of a
-:func:`mot_dinov3.track` run) and the CLI before it installs its signal handlers.
+longer mapped. The library calls it before each run (:func:`mot_dinov3.pipeline.frames`), after
+:func:`mot_dinov3.track` and :func:`mot_dinov3.iter_track` (where their models are released), and the
+CLI before it installs its signal handlers.
 """
 
 from __future__ import annotations
