@@ -205,6 +205,25 @@ def _threshold_norm(ref: float, q: float = 0.75, window: int = 5000):
     return [("mot_dinov3.api", "MultiObjectTracker.step", step)]
 
 
+def _dlo_boost(coef: float):
+    """Experiment (BoostTrack's detection-tracklet confidence boost, Stanojevic and Todorovic, Machine
+    Vision and Applications 2024): a box's score becomes max(score, coef x its best IoU with a track's
+    last box), so a low-score box that a track supports enters the first association (and may be
+    embedded) instead of the IoU-only second one."""
+    from mot_dinov3.api import MultiObjectTracker
+    from mot_dinov3.matching import iou_matrix
+
+    original = MultiObjectTracker.step
+
+    def step(self, xyxy, conf, cls, image, feats=None, include_lost=False):
+        boxes = np.array([t.xyxy for t in self.tracks], np.float32).reshape(-1, 4)
+        if len(boxes) and len(xyxy):
+            conf = np.maximum(conf, coef * iou_matrix(np.asarray(xyxy, np.float32), boxes).max(1)).astype(np.float32)
+        return original(self, xyxy, conf, cls, image, feats, include_lost)
+
+    return [("mot_dinov3.api", "MultiObjectTracker.step", step)]
+
+
 def _jitter(seed: int, sd: float = 0.01):
     """Noise floor: every detection score times (1 + N(0, sd)), the same draw for a given (seed, frame),
     about the difference between two runtimes of one detector. Rows under different seeds show how far
@@ -235,6 +254,7 @@ PATCHES: dict[str, object] = {
     "sn_min1000": _score_norm(0.8, 0.75, 5000, 1000),
     "strict_births": ("_may_start", _strict_births),
     "second_iou0.5": [("mot_dinov3.tracker", "SECOND_MATCH_THRESH", 0.5)],  # ByteTrack's second stage
+    **{f"dlo_boost{c:g}": _dlo_boost(c) for c in (0.5, 0.65)},
     **{f"height_births{k:g}": _height_births(k) for k in (0.5, 1.0, 2.0, 3.0)},
 }
 
