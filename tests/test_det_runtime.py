@@ -131,7 +131,8 @@ def test_auto_precision_on_openvino_stays_near_pytorchs_boxes(yolov8n, mot17_09,
     monkeypatch.setenv("MOT_DINOV3_WEIGHTS", str(tmp_path / "cache"))
     frames = _frames(mot17_09, 6)
     cfg = dict(model=str(yolov8n), imgsz=640, classes=[0], device="cpu")
-    torch_dets = [Detector(DetectorConfig(**cfg, runtime="torch"))(f) for f in frames]
+    ref = Detector(DetectorConfig(**cfg, runtime="torch"))
+    torch_dets = [ref(f) for f in frames]
     det = Detector(DetectorConfig(**cfg))
     auto = [det(f) for f in frames]
     assert det.runtime == "openvino" and det.precision == "fp16" and "-fp16-" in str(det.export_path)
