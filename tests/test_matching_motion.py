@@ -33,7 +33,8 @@ def test_kalman_learns_constant_velocity():
     mean, cov = motion.initiate(np.array([100.0, 50.0, 20.0, 40.0]))
     for k in range(1, 15):
         m, c = motion.predict(mean[None], cov[None])
-        mean, cov = motion.update(m[0], c[0], np.array([100.0 + 5 * k, 50.0, 20.0, 40.0]))
+        means, covs = motion.update(m, c, np.array([[100.0 + 5 * k, 50.0, 20.0, 40.0]]))
+        mean, cov = means[0], covs[0]
     pred, _ = motion.predict(mean[None], cov[None])
     assert abs(pred[0, 0] - (100 + 5 * 15)) < 1.0 and abs(pred[0, 4] - 5.0) < 0.5
     np.testing.assert_allclose(motion.xywh_to_xyxy(motion.xyxy_to_xywh(np.array([1, 2, 5, 9]))), [1, 2, 5, 9])
@@ -50,3 +51,38 @@ def test_gating_distance_is_the_squared_mahalanobis_distance_of_the_centre():
     for _ in range(10):
         means, covs = motion.predict(means, covs)
     assert motion.gating_distance(means, covs, np.array([[105.0, 50.0]]))[0, 0] < 25 / 5
+
+
+def test_batched_kalman_update_is_the_textbook_update_of_each_track():
+    rng = np.random.default_rng(0)
+    h = np.eye(4, 8)
+    means, covs = [], []
+    for k in range(5):  # states after a few random updates: covariances that are not diagonal
+        m, c = motion.initiate(np.array([100.0 + 30 * k, 50.0, 20.0 + k, 40.0]))
+        for _ in range(3):
+            pm, pc = motion.predict(m[None], c[None])
+            um, uc = motion.update(pm, pc, pm[:, :4] + rng.normal(0, 2, (1, 4)))
+            m, c = um[0], uc[0]
+        means.append(m)
+        covs.append(c)
+    means, covs = np.stack(means), np.stack(covs)
+    z = means[:, :4] + rng.normal(0, 3, (5, 4))
+    got_m, got_c = motion.update(means, covs, z)
+    for k in range(5):
+        w, ht = means[k, 2], means[k, 3]
+        r = np.diag([(w / 20) ** 2, (ht / 20) ** 2, (w / 20) ** 2, (ht / 20) ** 2])
+        s = h @ covs[k] @ h.T + r
+        gain = covs[k] @ h.T @ np.linalg.inv(s)
+        np.testing.assert_allclose(got_m[k], means[k] + gain @ (z[k] - h @ means[k]), rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(got_c[k], (np.eye(8) - gain @ h) @ covs[k], rtol=1e-7, atol=1e-9)
+
+
+def test_cosine_distance_is_one_minus_the_dot_product():
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=(7, 16)), rng.normal(size=(3, 16))
+    a /= np.linalg.norm(a, axis=1, keepdims=True)
+    b /= np.linalg.norm(b, axis=1, keepdims=True)
+    d = matching.cosine_distance(a, b)
+    assert d.shape == (7, 3) and d.dtype == np.float32
+    np.testing.assert_allclose(d, 1.0 - a @ b.T, atol=1e-6)
+    assert matching.cosine_distance(a[:0], b).shape == (0, 3)

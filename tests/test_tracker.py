@@ -299,3 +299,15 @@ def test_update_appearance_weighs_earlier_looks_by_their_frame_gap():
     assert not t.embedded_now  # nothing was embedded for this frame's detection
     tr.update_appearance(t.track_id, np.array([4]), np.array([unit(3)], np.float32))  # older than the memory
     assert t.samples == 3
+
+
+def test_a_tracks_box_follows_its_kalman_state():
+    from mot_dinov3 import motion
+
+    tr = Tracker(TrackerConfig())
+    for k in range(6):  # a walker, then two frames unseen (predicted only)
+        step(tr, [[100 + 8 * k, 100, 140 + 8 * k, 200]] if k < 4 else [])
+        for t in tr.tracks:
+            np.testing.assert_array_equal(t.xyxy, motion.xywh_to_xyxy(t.mean[:4]).astype(np.float32))
+    assert tr.tracks and tr.tracks[0].state == TrackState.LOST
+    assert tr.tracks[0].xyxy[0] > 100 + 8 * 3  # the prediction moved on

@@ -2,7 +2,7 @@
 
 State ``[x, y, w, h, vx, vy, vw, vh]``; noise scales with the box size, as in BoT-SORT's
 ``KalmanFilterXYWH`` (Aharon et al., arXiv 2206.14651), itself from SORT/DeepSORT (arXiv 1703.07402).
-Pure functions on (8,) means and (8, 8) covariances, batched where it matters.
+Pure functions on K tracks' (K, 8) means and (K, 8, 8) covariances.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ STD_POSITION = 1.0 / 20
 STD_VELOCITY = 1.0 / 160
 _F = np.eye(8)
 _F[:4, 4:] = np.eye(4)  # one frame of constant velocity
-_H = np.eye(4, 8)
 
 
 def xyxy_to_xywh(b: np.ndarray) -> np.ndarray:
@@ -77,13 +76,14 @@ def _measurement_var(w, h) -> np.ndarray:
     return np.stack([STD_POSITION * w, STD_POSITION * h, STD_POSITION * w, STD_POSITION * h], axis=-1) ** 2
 
 
-def update(mean: np.ndarray, cov: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Correct one track with a (4,) xywh measurement; returns the new mean (8,) and covariance (8, 8)."""
-    s = _H @ cov @ _H.T + np.diag(_measurement_var(mean[2], mean[3]))
-    gain = np.linalg.solve(s, (cov @ _H.T).T).T
-    new_mean = mean + gain @ (z - _H @ mean)
-    new_cov = cov - gain @ s @ gain.T
-    return new_mean, new_cov
+def update(means: np.ndarray, covs: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Correct K tracks with one xywh measurement each: means (K, 8), covs (K, 8, 8), z (K, 4) -> the new
+    means (K, 8) and covariances (K, 8, 8). The measurement matrix picks the state's first four entries,
+    so its products are slices (the same numbers)."""
+    s = covs[:, :4, :4] + _measurement_var(means[:, 2], means[:, 3])[:, :, None] * np.eye(4)  # (K, 4, 4)
+    gain = np.linalg.solve(s, covs[:, :, :4].transpose(0, 2, 1)).transpose(0, 2, 1)  # (K, 8, 4)
+    new_means = means + (gain @ (z - means[:, :4])[:, :, None])[:, :, 0]
+    return new_means, covs - gain @ s @ gain.transpose(0, 2, 1)
 
 
 def warp_states(means: np.ndarray, covs: np.ndarray, warp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

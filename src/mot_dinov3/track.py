@@ -3,7 +3,7 @@ hands out: :class:`TrackView` to the embedding scheduler, :class:`TrackOutput` t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum
 
 import numpy as np
@@ -41,11 +41,16 @@ class Track:
     det_xyxy: np.ndarray | None = None  # (4,) the box matched this frame
     det_index: int = -1  # its row in this frame's detections
     embedded_now: bool = False
+    xyxy: np.ndarray = field(init=False, repr=False)  # (4,) float32 box of the Kalman state (see set_state)
 
-    @property
-    def xyxy(self) -> np.ndarray:
-        """(4,) float32 box of the Kalman state (the prediction until the frame is updated)."""
-        return motion.xywh_to_xyxy(self.mean[:4]).astype(np.float32)
+    def __post_init__(self) -> None:
+        self.set_state(self.mean, self.cov)
+
+    def set_state(self, mean: np.ndarray, cov: np.ndarray, xyxy: np.ndarray | None = None) -> None:
+        """Set the Kalman state and the box it stands for (``xyxy``: (4,) float32, computed from ``mean``
+        when not given). Assign the state only through here, so the box never goes stale."""
+        self.mean, self.cov = mean, cov
+        self.xyxy = motion.xywh_to_xyxy(mean[:4]).astype(np.float32) if xyxy is None else xyxy
 
 
 @dataclass(frozen=True)

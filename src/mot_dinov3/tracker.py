@@ -86,8 +86,10 @@ class Tracker:
             if warp is not None:
                 means, covs = motion.warp_states(means, covs, warp)
                 last = motion.warp_boxes(np.stack([t.last_obs for t in self.tracks]), warp)
+            boxes = motion.xywh_to_xyxy(means[:, :4]).astype(np.float32)
             for i, (t, m, c) in enumerate(zip(self.tracks, means, covs)):
-                t.mean, t.cov, t.embedded_now, t.det_xyxy = m, c, False, None
+                t.set_state(m, c, boxes[i])
+                t.embedded_now, t.det_xyxy = False, None
                 if warp is not None:
                     t.last_obs = last[i]
         return self.views()
@@ -185,16 +187,14 @@ class Tracker:
         # 1. confirmed + lost x high, fused IoU / appearance cost (BoT-SORT)
         pool = confirmed + lost
         pairs, um_pool, um_high = self._associate(pool, high, frame, cfg.match_thresh)
-        for r, c in pairs:
-            self._match(pool[r], high[c], frame)
+        self._match([pool[r] for r in pairs[:, 0]], high[pairs[:, 1]], frame)
         remaining = high[um_high]
 
         # 2. unmatched confirmed x low, IoU only (ByteTrack)
         r_conf = [pool[i] for i in um_pool if pool[i].state == TrackState.CONFIRMED]
         cost = 1.0 - matching.iou_matrix(np.array([t.xyxy for t in r_conf]).reshape(-1, 4), xyxy[low])
         pairs2, _, _ = matching.linear_assignment(cost, SECOND_MATCH_THRESH, cfg.use_hungarian)
-        for r, c in pairs2:
-            self._match(r_conf[r], low[c], frame, use_embedding=False)
+        self._match([r_conf[r] for r in pairs2[:, 0]], low[pairs2[:, 1]], frame, use_embedding=False)
 
         # 3. lost x remaining high by appearance, gated by distance: re-identification
         still_lost = [t for t in self.tracks if t.state == TrackState.LOST and t.last_seen != self.frame]
@@ -203,8 +203,7 @@ class Tracker:
 
         # 4. tentative x remaining high
         pairs5, um_tent, um_high5 = self._associate(tentative, remaining, frame, TENTATIVE_MATCH_THRESH)
-        for r, c in pairs5:
-            self._match(tentative[r], remaining[c], frame)
+        self._match([tentative[r] for r in pairs5[:, 0]], remaining[pairs5[:, 1]], frame)
         remaining = remaining[um_high5]
         for i in um_tent:
             tentative[i].state = TrackState.REMOVED
@@ -246,10 +245,13 @@ class Tracker:
         """(T, M) cosine distance of tracks' EMA embeddings to detection embeddings; 2 (unknown) for tracks
         without one and for detections whose row is not ``known``."""
         out = np.full((len(tracks), len(det_emb)), 2.0, np.float32)
+        have, rows = [], []
         for i, t in enumerate(tracks):
-            if t.embedding is None:
-                continue
-            out[i] = matching.cosine_distance(t.embedding[None], det_emb)[0]
+            if t.embedding is not None:
+                have.append(i)
+                rows.append(t.embedding)
+        if have:
+            out[have] = matching.cosine_distance(np.stack(rows), det_emb)
         out[:, ~known] = 2.0
         return out
 
@@ -271,28 +273,37 @@ class Tracker:
             accept |= (cost <= cfg.reid_motion_thresh) & gate
         cost = np.where(accept, cost, 2.0)
         pairs, _, um = matching.linear_assignment(cost, max(cfg.reid_thresh, cfg.reid_motion_thresh), cfg.use_hungarian)
-        for r, c in pairs:
-            self._match(have[r], dets[c], f)
+        self._match([have[r] for r in pairs[:, 0]], dets[pairs[:, 1]], f)
         return dets[um]
 
-    def _match(self, t: Track, d: int, f: _FrameDets, use_embedding: bool = True) -> None:
-        z = motion.xyxy_to_xywh(f.xyxy[d])
-        gap = self.frame - t.last_seen
-        if gap > 1:  # back after missed frames: restart the velocity from the observations (OC-SORT ORU)
-            t.mean[4:6] = (z[:2] - motion.xyxy_to_xywh(t.last_obs)[:2]) / gap
-            t.mean[6:8] = 0.0
-        t.mean, t.cov = motion.update(t.mean, t.cov, z)
-        t.conf, t.cls, t.last_seen = float(f.conf[d]), int(f.cls[d]), self.frame
-        t.det_xyxy, t.det_index = f.xyxy[d].copy(), int(d)
-        t.last_obs = t.det_xyxy
-        t.hits += 1
-        if t.state == TrackState.LOST or (t.state == TrackState.TENTATIVE and t.hits >= self.cfg.min_hits):
-            t.state = TrackState.CONFIRMED
-        if use_embedding and f.embeddings is not None:
-            if f.clean[d]:
-                self._update_embedding(t, f.embeddings[d])
-            elif f.reused[d]:
-                t.reused_obs += 1
+    def _match(self, tracks: list[Track], dets: np.ndarray, f: _FrameDets, use_embedding: bool = True) -> None:
+        """Update ``tracks[i]`` with detection row ``dets[i]``: one batched Kalman update, then each
+        track's life cycle and appearance memory."""
+        if not tracks:
+            return
+        z = motion.xyxy_to_xywh(f.xyxy[dets])
+        means, covs = np.stack([t.mean for t in tracks]), np.stack([t.cov for t in tracks])
+        gap = self.frame - np.array([t.last_seen for t in tracks])
+        back = gap > 1  # back after missed frames: restart the velocity from the observations (OC-SORT ORU)
+        if back.any():
+            last = motion.xyxy_to_xywh(np.stack([t.last_obs for t, b in zip(tracks, back) if b]))
+            means[back, 4:6] = (z[back, :2] - last[:, :2]) / gap[back, None]
+            means[back, 6:8] = 0.0
+        means, covs = motion.update(means, covs, z)
+        boxes = motion.xywh_to_xyxy(means[:, :4]).astype(np.float32)
+        for i, (t, d) in enumerate(zip(tracks, dets.tolist())):
+            t.set_state(means[i], covs[i], boxes[i])
+            t.conf, t.cls, t.last_seen = float(f.conf[d]), int(f.cls[d]), self.frame
+            t.det_xyxy, t.det_index = f.xyxy[d].copy(), d
+            t.last_obs = t.det_xyxy
+            t.hits += 1
+            if t.state == TrackState.LOST or (t.state == TrackState.TENTATIVE and t.hits >= self.cfg.min_hits):
+                t.state = TrackState.CONFIRMED
+            if use_embedding and f.embeddings is not None:
+                if f.clean[d]:
+                    self._update_embedding(t, f.embeddings[d])
+                elif f.reused[d]:
+                    t.reused_obs += 1
 
     def _update_embedding(self, t: Track, e: np.ndarray) -> None:
         self._absorb(t, e, 1 + t.reused_obs)  # see the module docstring
