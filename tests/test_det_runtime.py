@@ -106,6 +106,7 @@ def test_export_gives_pytorch_boxes_and_is_cached(runtime, yolov8n, mot17_09, tm
     det = Detector(DetectorConfig(**cfg, runtime=runtime, precision="fp32"))
     exported = [det(f) for f in frames]
     assert det.runtime == runtime and det._imgsz == (384, 640)
+    assert ref.torch_cpu and not det.torch_cpu  # the pipeline detects ahead in a thread for the export only
     if runtime == "openvino":  # FP32 also on CPUs where OpenVINO would pick bf16 (AMX, AVX512-BF16)
         assert det.inference_precision == "f32"
     iou, n_torch, n_export = _matched(torch_dets, exported)
@@ -207,7 +208,7 @@ def test_failed_export_falls_back_to_pytorch(yolov8n, mot17_09, monkeypatch, cap
     )
     with caplog.at_level(logging.WARNING):
         dets = det(_frames(mot17_09, 1)[0])
-    assert det.runtime == "torch" and len(dets) > 0
+    assert det.runtime == "torch" and det.torch_cpu and len(dets) > 0
     (line,) = [r.getMessage() for r in caplog.records if "export failed" in r.getMessage()]
     assert "RuntimeError: no such layer" in line and "\n" not in line
 

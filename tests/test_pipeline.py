@@ -90,6 +90,22 @@ def test_detection_ahead_in_a_thread_gives_the_sequential_results(person_detecti
         np.testing.assert_array_equal(tracks, want)
 
 
+def test_a_pytorch_cpu_detector_runs_in_the_callers_thread(person_detections, osnet_onnx, tud_campus):
+    """PyTorch on a CPU is not detected ahead: a second thread would give PyTorch a second OpenMP pool
+    (see ``pipeline.detect_ahead``). The tracks are the same as with detection ahead."""
+    dets = person_detections(tud_campus)
+    embedder = create_embedder(EmbedderConfig(name="onnx", model=str(osnet_onnx)))
+    runs = {}
+    for torch_cpu in (False, True):
+        detector = _WatchedDetector(dets)
+        detector.torch_cpu = torch_cpu
+        runs[torch_cpu] = [t for _, _, t in pipeline.frames(_cfg(tud_campus), embedder=embedder, detector=detector)]
+        in_caller = {threading.get_ident()} == set(detector.threads)
+        assert in_caller == torch_cpu and len(detector.threads) == len(dets.frames)
+    for a, b in zip(runs[False], runs[True], strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_detection_ahead_stops_at_max_frames_and_reraises_errors(tmp_path, person_detections, tud_campus):
     """--max-frames N detects N frames, not one more; a detector error reaches the caller, with every
     frame before it in the MOT txt and no thread left running."""

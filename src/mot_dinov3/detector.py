@@ -125,7 +125,7 @@ class Detector:
         self.cfg = cfg
         self._ran = False
         weights = resolve_weights(cfg.model)
-        cuda = _on_cuda(cfg.device)
+        cuda = self._cuda = _on_cuda(cfg.device)
         self.runtime = resolve_runtime(cfg.runtime, weights, cuda, cfg.capture_features)
         if self.runtime != "torch" and not installed(self.runtime):
             raise UserError(
@@ -330,6 +330,12 @@ class Detector:
         self._check_classes()
         self._ran = True
         return r
+
+    @property
+    def torch_cpu(self) -> bool:
+        """PyTorch runs the model on the CPU (its intra-op threads come from an OpenMP pool of the calling
+        thread). Known for sure after the first frame, when an export that failed has fallen back to it."""
+        return self.runtime == "torch" and not self._cuda
 
     def __call__(self, image: np.ndarray) -> Detections:
         """Detect objects in one (H, W, 3) uint8 BGR image. With an export runtime the model is exported

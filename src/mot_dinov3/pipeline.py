@@ -1,10 +1,10 @@
 """The frame loop: read -> detect -> schedule + embed -> track -> draw -> write, each stage timed.
 
 Frames are decoded one to four frames ahead in a background thread (:func:`mot_dinov3.io.prefetch`),
-and the detector runs one frame ahead in another (:func:`detect_ahead`): frame t+1 is detected while
-frame t is embedded, tracked, drawn and written. So ``read`` and ``detect`` are the time the loop
-waited for the frame and its detections (the detector's own time per frame is the summary's
-``detector_ms``); the annotated video is encoded on a thread of its own
+and the detector runs one frame ahead in another (:func:`detect_ahead`; not PyTorch on a CPU): frame
+t+1 is detected while frame t is embedded, tracked, drawn and written. So ``read`` and ``detect`` are
+the time the loop waited for the frame and its detections (the detector's own time per frame is the
+summary's ``detector_ms``); the annotated video is encoded on a thread of its own
 (:class:`mot_dinov3.video.VideoWriter` ``background``), so ``write`` is the time the loop waited for
 the encoder.
 
@@ -61,11 +61,18 @@ def detect_ahead(
     """Detect each frame in a background thread, one frame ahead of the consumer (:func:`prefetch`).
 
     Detection of frame t+1 then overlaps the embedding, tracking and writing of frame t: the detector
-    releases the GIL while it runs (PyTorch, OpenVINO, onnxruntime), and on a GPU it hardly uses the
+    releases the GIL while it runs (OpenVINO, onnxruntime, PyTorch), and on a GPU it hardly uses the
     CPU at all. The tracker does not depend on the next frame's boxes, so the results are those of the
     sequential loop. The first frame is detected in the consumer's thread: an export runtime exports
     the model then (seconds, minutes for INT8 calibration), where Ctrl-C can stop it. Errors raised by
     the detector or the source are re-raised in the consumer.
+
+    A PyTorch detector on the CPU (``detector.torch_cpu``) stays in the consumer's thread. PyTorch's
+    CPU threads are an OpenMP pool per calling thread; with a second pool (the detection thread's
+    next to the one the model was loaded in) libgomp holds more threads than there are cores and
+    throttles its workers' spin-wait (GCC's libgomp manual, ``GOMP_SPINCOUNT``), so every layer's
+    parallel region waits for a sleeping worker, which costs more than the overlap gains
+    (``docs/benchmarks.md``).
 
     Yields:
         ``(frame, detections, read_ms, detect_ms)``: the time spent waiting for the decoded frame and
@@ -84,6 +91,9 @@ def detect_ahead(
 
     it = iter(frames)
     yield from itertools.islice(timed(it), 1)
+    if getattr(detector, "torch_cpu", False):  # see above: one OpenMP pool
+        yield from timed(it)
+        return
     ahead = prefetch(timed(it), depth=1)
     try:
         yield from ahead
