@@ -99,9 +99,12 @@ def test_a_pytorch_cpu_detector_runs_in_the_callers_thread(person_detections, os
     for torch_cpu in (False, True):
         detector = _WatchedDetector(dets)
         detector.torch_cpu = torch_cpu
-        runs[torch_cpu] = [t for _, _, t in pipeline.frames(_cfg(tud_campus), embedder=embedder, detector=detector)]
+        summary: list = []
+        frames = pipeline.frames(_cfg(tud_campus), embedder=embedder, detector=detector, summary=summary)
+        runs[torch_cpu] = [t for _, _, t in frames]
         in_caller = {threading.get_ident()} == set(detector.threads)
         assert in_caller == torch_cpu and len(detector.threads) == len(dets.frames)
+        assert summary[0].detected_ahead != torch_cpu  # what the summary line says
     for a, b in zip(runs[False], runs[True], strict=True):
         np.testing.assert_array_equal(a, b)
 

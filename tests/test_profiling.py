@@ -34,6 +34,9 @@ def test_stage_times_add_up_per_frame_and_feed_the_summary(monkeypatch):
     assert s.detector_ms == 0.0 and "Detector:" not in s.text()
     ahead = summarize(timer, computed=0, reused=0, tracks=0, detector_ms=[300.0, 500.0])  # its own time, not the wait
     assert ahead.detector_ms == pytest.approx(400.0) and "Detector: 400.0 ms a frame" in ahead.text().splitlines()[4]
+    assert "one frame ahead" in ahead.text()
+    inline = summarize(timer, computed=0, reused=0, tracks=0, detector_ms=[300.0], detected_ahead=False)
+    assert "Detector: 300.0 ms a frame, in the loop's thread" in inline.text() and "ahead" not in inline.text()
 
 
 @pytest.mark.parametrize(

@@ -263,6 +263,7 @@ def frames(
         scheduler.reasons_total if scheduler else None,
         scheduler.refresh_ms if scheduler else None,
         detector_ms,
+        not getattr(detector, "torch_cpu", False),  # as detect_ahead decided
     )
     if out.json:
         try:

@@ -68,7 +68,8 @@ class RunSummary:
     interrupted: bool = False
     embed_decisions: dict[str, int] = field(default_factory=dict)  # scheduler reason -> detections ("memory": looks)
     refresh_p95_ms: float = 0.0  # 95th percentile over frames of refresh embedding time (what --embed-budget-ms caps)
-    detector_ms: float = 0.0  # the detector's own mean time per frame (it runs one frame ahead: ``detect`` is the wait)
+    detector_ms: float = 0.0  # the detector's own mean time per frame (ahead of the loop, ``detect`` is the wait)
+    detected_ahead: bool = True  # the detector ran one frame ahead in a thread (not PyTorch on a CPU)
     outputs: dict[str, str] = field(default_factory=dict)
     settings: dict[str, object] = field(default_factory=dict)
 
@@ -96,7 +97,8 @@ class RunSummary:
             f"reused {self.embeddings_reused}{self._scheduler_mode()}",
         ]
         if self.detector_ms:
-            lines.insert(4, f"Detector: {self.detector_ms:.1f} ms a frame, one frame ahead of the other stages")
+            where = "one frame ahead of the other stages" if self.detected_ahead else "in the loop's thread"
+            lines.insert(4, f"Detector: {self.detector_ms:.1f} ms a frame, {where}")
         lines += [f"{k}: {v}" for k, v in self.outputs.items()]
         return "\n".join(lines)
 
@@ -112,9 +114,11 @@ def summarize(
     decisions: dict[str, int] | None = None,
     refresh_ms=None,
     detector_ms=None,
+    detected_ahead: bool = True,
 ) -> RunSummary:
     """Build the :class:`RunSummary` from the timer and the embedding counters (``refresh_ms``: the
-    scheduler's per-frame refresh time, ms; ``detector_ms``: the detector's own time per frame, ms)."""
+    scheduler's per-frame refresh time, ms; ``detector_ms``: the detector's own time per frame, ms;
+    ``detected_ahead``: it ran one frame ahead in a thread)."""
     totals = timer.frame_totals()
     n = len(totals)
     total_ms = float(totals.sum())
@@ -136,6 +140,7 @@ def summarize(
         embed_decisions=dict(decisions or {}),
         refresh_p95_ms=float(np.percentile(refresh_ms, 95)) if refresh_ms is not None and len(refresh_ms) else 0.0,
         detector_ms=float(np.mean(detector_ms)) if detector_ms is not None and len(detector_ms) else 0.0,
+        detected_ahead=detected_ahead,
         outputs=outputs or {},
         settings=settings or {},
     )

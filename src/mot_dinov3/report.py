@@ -228,7 +228,8 @@ def _summary(s: Mapping[str, object]) -> str:
     if isinstance(means, Mapping) and means:
         items.append(("stages (mean ms)", ", ".join(f"{k} {_num(v)}" for k, v in means.items())))
     if s.get("detector_ms"):
-        items.append(("detector (own ms per frame, one frame ahead)", _num(s.get("detector_ms"))))
+        where = "one frame ahead" if s.get("detected_ahead", True) else "in the loop's thread"
+        items.append((f"detector (own ms per frame, {where})", _num(s.get("detector_ms"))))
     outputs = s.get("outputs")
     if isinstance(outputs, Mapping) and outputs:
         items.append(("outputs", ", ".join(f"{k}: {v}" for k, v in outputs.items())))
