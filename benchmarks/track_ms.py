@@ -50,7 +50,7 @@ class Replay:
         self.next += 1
         return Detections(xyxy, conf, cls, None)
 
-class Lookup:  # embeddings looked up by box, as generalise.CachedEmbedder
+class Lookup:  # generalise.CachedEmbedder again: generalise imports modules an older checkout lacks
     name, uses_detector_features, cost_free = "onnx", False, False
     def __init__(self, frames, vectors, replay):
         self.frames, self.vectors, self.replay = frames, vectors, replay
