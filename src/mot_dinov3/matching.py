@@ -27,7 +27,7 @@ def cosine_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Cosine distance ``1 - a.b`` of (N, D) and (M, D) L2-normalised rows -> (N, M) float32 in [0, 2].
 
     Computed by ``einsum`` on one thread, not BLAS: the matrices of one frame are small, and BLAS worker
-    threads spinning after each product take CPU from the frame decoder and the detector."""
+    threads spinning after each product take CPU from the run's other threads (the frame decoder)."""
     if len(a) == 0 or len(b) == 0:
         return np.ones((len(a), len(b)), np.float32)
     return np.clip(1.0 - np.einsum("nd,md->nm", np.asarray(a, np.float32), np.asarray(b, np.float32)), 0.0, 2.0)
