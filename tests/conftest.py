@@ -42,11 +42,13 @@ def _detector_exports(tmp_path_factory) -> Path:
 
 @pytest.fixture(autouse=True)
 def _user_files(tmp_path_factory, monkeypatch, _detector_exports):
-    """Every test sees an empty user config (``models use``) and weights cache, never the developer's own;
+    """Every test sees an empty user config (``models use``), weights cache and user cache, never the
+    developer's own;
     the detector exports in it are the session's."""
     home = tmp_path_factory.mktemp("user")
     monkeypatch.setenv("MOT_DINOV3_CONFIG", str(home / "config.json"))
     monkeypatch.setenv("MOT_DINOV3_WEIGHTS", str(home / "weights"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home / "cache"))  # the user cache (exports' second home)
     (home / "weights").mkdir()
     (home / "weights" / "exports").symlink_to(_detector_exports, target_is_directory=True)
 

@@ -246,6 +246,26 @@ def test_exports_are_never_half_used(tmp_path):
     assert det_export.cached_export(key, tmp_path) == folder / "m_openvino_model"
 
 
+def test_exports_go_to_the_user_cache_when_the_weights_folder_cannot_be_written(tmp_path, monkeypatch):
+    """A shared, read-only weights folder: new exports are made in the user cache and found there."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("MOT_DINOV3_WEIGHTS", str(blocker / "weights"))  # no folder can be made under a file
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    user_exports = tmp_path / "cache" / "mot-dinov3" / "exports"
+    assert det_export.exports_dir() == user_exports
+    key = det_export.ExportKey("m", "0" * 64, "openvino", "fp32", (544, 960))
+    assert det_export.cached_export(key) is None
+    (user_exports / key.folder() / "m_openvino_model").mkdir(parents=True)
+    (user_exports / key.folder() / det_export.MARKER).write_text('{"model": "m_openvino_model"}')
+    assert det_export.cached_export(key) == user_exports / key.folder() / "m_openvino_model"
+
+
+def test_a_writable_weights_folder_keeps_the_exports(tmp_path, monkeypatch):
+    monkeypatch.setenv("MOT_DINOV3_WEIGHTS", str(tmp_path / "weights"))
+    assert det_export.exports_dir() == tmp_path / "weights" / "exports"
+
+
 def test_openvino_telemetry_is_switched_off(monkeypatch):
     """OpenVINO's converter posts usage data from a forked process, which offline can hang the run's exit."""
     ga4 = pytest.importorskip("openvino_telemetry.backend.backend_ga4")

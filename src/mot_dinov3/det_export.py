@@ -7,7 +7,8 @@ model stride (1920x1080 at 960 -> 960x544), so the exported model sees the same 
 the runtime compiles for one fixed shape.
 
 Exports are kept under ``<weights folder>/exports/`` (:func:`mot_dinov3.models.catalogue.cache_dir`),
-one folder per key: the weights' sha256, runtime, precision, input shape and the Ultralytics and
+or under ``<user cache dir>/mot-dinov3/exports/`` when the weights folder cannot be written (a shared,
+read-only model folder), one folder per key: the weights' sha256, runtime, precision, input shape and the Ultralytics and
 runtime versions, and for INT8 the calibration source. A folder is built under a temporary name and renamed into place with its
 ``export.json`` written last, so an interrupted export is never used and a finished one is reused by
 every later run. The user's weights are copied into that folder first: nothing is written beside them.
@@ -180,22 +181,43 @@ def _version(package: str) -> str:
         return "0"
 
 
-def exports_dir() -> Path:
-    """Where exports are cached: ``<weights folder>/exports``."""
-    from mot_dinov3.models.catalogue import cache_dir
+def export_roots() -> list[Path]:
+    """Where exports are looked for, in order: ``<weights folder>/exports``, then the user cache's."""
+    from mot_dinov3.models.catalogue import cache_dir, user_dir
 
-    return cache_dir() / "exports"
+    return list(dict.fromkeys([cache_dir() / "exports", user_dir("cache") / "exports"]))
+
+
+def _writable(folder: Path) -> bool:
+    """Whether ``folder`` exists, or can be made, and takes new files (a probe, not ``os.access``: root
+    passes every permission check but still cannot write a read-only mount)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
+
+
+def exports_dir() -> Path:
+    """Where a new export goes: the first of :func:`export_roots` that can be written (the last one
+    when none can, so the export fails with that folder's error and the detector runs PyTorch)."""
+    roots = export_roots()
+    return next((root for root in roots if _writable(root)), roots[-1])
 
 
 def cached_export(key: ExportKey, root: Path | None = None) -> Path | None:
-    """The exported model of ``key`` when a finished export is cached, else None."""
-    folder = (root or exports_dir()) / key.folder()
-    try:
-        meta = json.loads((folder / MARKER).read_text())
-        model = folder / meta["model"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return model if model.exists() else None
+    """The exported model of ``key`` when a finished export is cached (in ``root``, else in any of
+    :func:`export_roots`), else None."""
+    for folder in [root / key.folder()] if root else [r / key.folder() for r in export_roots()]:
+        try:
+            meta = json.loads((folder / MARKER).read_text())
+            model = folder / meta["model"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if model.exists():
+            return model
+    return None
 
 
 def export(weights: Path, key: ExportKey, device: str | None = None, root: Path | None = None) -> Path:
@@ -209,10 +231,10 @@ def export(weights: Path, key: ExportKey, device: str | None = None, root: Path 
             no GPU for TensorRT); :class:`~mot_dinov3.detector.Detector` turns it into a warning and
             runs PyTorch.
     """
-    root = root or exports_dir()
     found = cached_export(key, root)
     if found is not None:
         return found
+    root = root or exports_dir()
     root.mkdir(parents=True, exist_ok=True)
     final = root / key.folder()
     tmp = Path(tempfile.mkdtemp(prefix=f".{key.folder()}.", dir=root))

@@ -145,7 +145,7 @@ def hub_model(name: str, return_clstoken: bool = True) -> tuple[str, str]:
 # ---- where things are ---------------------------------------------------------------------------------
 
 
-def _user_dir(kind: str) -> Path:
+def user_dir(kind: str) -> Path:
     """The per-user ``cache`` or ``config`` folder of this app (platformdirs when installed)."""
     try:
         import platformdirs
@@ -166,7 +166,7 @@ def _user_dir(kind: str) -> Path:
 def cache_dir() -> Path:
     """The weights folder: ``$MOT_DINOV3_WEIGHTS``, else ``<user cache dir>/mot-dinov3/weights``."""
     folder = os.environ.get(WEIGHTS_ENV)
-    return Path(folder).expanduser() if folder else _user_dir("cache") / "weights"
+    return Path(folder).expanduser() if folder else user_dir("cache") / "weights"
 
 
 def file_path(entry: ModelEntry) -> Path:
@@ -192,7 +192,7 @@ def is_cached(entry: ModelEntry) -> bool:
 def config_path() -> Path:
     """The user config file: ``$MOT_DINOV3_CONFIG``, else ``<user config dir>/mot-dinov3/config.json``."""
     path = os.environ.get(CONFIG_ENV)
-    return Path(path).expanduser() if path else _user_dir("config") / "config.json"
+    return Path(path).expanduser() if path else user_dir("config") / "config.json"
 
 
 # ---- the user's default model -------------------------------------------------------------------------
