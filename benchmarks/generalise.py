@@ -241,6 +241,12 @@ def _jitter(seed: int, sd: float = 0.01):
     return [("mot_dinov3.replay", "ReplayDetector.__call__", call)]
 
 
+def _gmc(static_px: float, static_frames: int = 10) -> list:
+    """Camera motion with another static threshold (pixels of the 320 px estimation frame) or
+    static-camera mode after ``static_frames`` (0: never)."""
+    return [("mot_dinov3.gmc", "CameraMotion.__init__.__defaults__", ("sparseOptFlow", 320, static_px, static_frames, 5))]
+
+
 PATCHES: dict[str, object] = {
     **{f"jitter{i}": _jitter(i) for i in range(1, 6)},
     "score_norm0.9": _score_norm(0.9),
@@ -256,6 +262,8 @@ PATCHES: dict[str, object] = {
     "second_iou0.5": [("mot_dinov3.tracker", "SECOND_MATCH_THRESH", 0.5)],  # ByteTrack's second stage
     **{f"dlo_boost{c:g}": _dlo_boost(c) for c in (0.5, 0.65)},
     **{f"height_births{k:g}": _height_births(k) for k in (0.5, 1.0, 2.0, 3.0)},
+    **{f"gmc_static{px:g}": _gmc(px) for px in (0.17, 0.3, 0.5, 0.8, 1.0)},
+    "gmc_no_static_mode": _gmc(0.5, 0),
 }
 
 # name: (tracker overrides, scheduler overrides, Tracker method replaced): each switches one rule off
