@@ -244,7 +244,9 @@ def _jitter(seed: int, sd: float = 0.01):
 def _gmc(static_px: float, static_frames: int = 10) -> list:
     """Camera motion with another static threshold (pixels of the 320 px estimation frame) or
     static-camera mode after ``static_frames`` (0: never)."""
-    return [("mot_dinov3.gmc", "CameraMotion.__init__.__defaults__", ("sparseOptFlow", 320, static_px, static_frames, 5))]
+    return [
+        ("mot_dinov3.gmc", "CameraMotion.__init__.__defaults__", ("sparseOptFlow", 320, static_px, static_frames, 5))
+    ]
 
 
 PATCHES: dict[str, object] = {

@@ -123,3 +123,36 @@ def test_detection_ahead_stops_at_max_frames_and_reraises_errors(tmp_path, perso
     assert set(read_mot_txt(txt)[:, 0].astype(int)) <= set(range(1, 12))
     assert len(set(read_mot_txt(txt)[:, 0].astype(int))) >= 9  # tracks confirmed from frame 2
     assert not any(t.name == "frame-prefetch" for t in threading.enumerate())
+
+
+class _InterruptedBetweenFrames:
+    """What Ctrl-C landing in ``run``'s own loop looks like: the generator is suspended at its ``yield``
+    when ``KeyboardInterrupt`` is raised in the caller's frame."""
+
+    def __init__(self, it, after):
+        self.it, self.after, self.served = it, after, 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self.served == self.after:
+            raise KeyboardInterrupt
+        self.served += 1
+        return next(self.it)
+
+    def throw(self, exc):
+        return self.it.throw(exc)
+
+
+def test_an_interrupt_between_two_frames_still_ends_the_run(tmp_path, monkeypatch, person_detections, tud_campus):
+    """A signal can land outside the frame loop (between two frames); the run still stops as
+    interrupted, with its summary and the frames done."""
+    real = pipeline.frames
+    monkeypatch.setattr(pipeline, "frames", lambda *a, **k: _InterruptedBetweenFrames(real(*a, **k), 5))
+    txt = tmp_path / "TUD-Campus.txt"
+    summary = pipeline.run(
+        _cfg(tud_campus, txt, embedder="none"), detector=_WatchedDetector(person_detections(tud_campus))
+    )
+    assert summary.interrupted and summary.frames == 5
+    assert set(read_mot_txt(txt)[:, 0].astype(int)) <= set(range(1, 6)) and len(read_mot_txt(txt)) > 0

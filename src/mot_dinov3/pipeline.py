@@ -28,6 +28,7 @@ The report page (``--report``) is written last, from per-frame counts collected 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import time
@@ -117,8 +118,13 @@ def run(cfg: RunConfig, embedder: Embedder | None = None, detector: Detector | N
         WriteError: an output could not be written (disk full, I/O error); its ``summary`` is the run's.
     """
     summary: list[RunSummary] = []
-    for _ in frames(cfg, embedder, detector, summary):
-        pass
+    it = frames(cfg, embedder, detector, summary)
+    try:
+        for _ in it:
+            pass
+    except KeyboardInterrupt:  # Ctrl-C landed here, between two frames: the run handles it as its own
+        with contextlib.suppress(StopIteration):
+            it.throw(KeyboardInterrupt())
     return summary[0]
 
 
@@ -127,7 +133,7 @@ def frames(
     embedder: Embedder | None = None,
     detector: Detector | None = None,
     summary: list[RunSummary] | None = None,
-) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+) -> Generator[tuple[int, np.ndarray, np.ndarray], None, None]:
     """:func:`run`, yielding ``(frame_index, image, tracks)`` after each frame is written: the 1-based
     index, the (H, W, 3) uint8 BGR image and the (M, 8) float32 tracks of
     :meth:`mot_dinov3.api.MultiObjectTracker.update`. Outputs are closed when the generator ends or is
