@@ -242,10 +242,34 @@ def _jitter(seed: int, sd: float = 0.01):
 
 
 def _gmc(static_px: float, static_frames: int = 10) -> list:
-    """Camera motion with another static threshold (pixels of the 320 px estimation frame) or
-    static-camera mode after ``static_frames`` (0: never)."""
+    """Camera motion whose static threshold is ``static_px`` pixels of the 320 px estimation frame (the
+    release's is 1 px of the full frame), with static-camera mode after ``static_frames`` (0: never)."""
+    from mot_dinov3 import gmc
+
+    def _estimate(self, image):
+        h, w = image.shape[:2]
+        scale = min(1.0, self.max_width / w)
+        grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
+        if scale < 1.0:
+            grey = cv2.resize(grey, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+        prev, self._prev = self._prev, grey
+        if prev is None or prev.shape != grey.shape:
+            self._prev_pts = self._corners(grey)
+            return gmc.IDENTITY.copy(), False
+        self.estimations += 1
+        small = self._sparse_flow(prev, grey)
+        if small is None:
+            return gmc.IDENTITY.copy(), False
+        if gmc.is_static(small, grey.shape[1::-1], static_px):
+            return gmc.IDENTITY.copy(), True
+        warp = small.copy()
+        warp[:, 2] /= scale
+        return warp, False
+
+    defaults = ("sparseOptFlow", 320, 1.0, static_frames, 5)
     return [
-        ("mot_dinov3.gmc", "CameraMotion.__init__.__defaults__", ("sparseOptFlow", 320, static_px, static_frames, 5))
+        ("mot_dinov3.gmc", "CameraMotion._estimate", _estimate),
+        ("mot_dinov3.gmc", "CameraMotion.__init__.__defaults__", defaults),
     ]
 
 
@@ -264,7 +288,7 @@ PATCHES: dict[str, object] = {
     "second_iou0.5": [("mot_dinov3.tracker", "SECOND_MATCH_THRESH", 0.5)],  # ByteTrack's second stage
     **{f"dlo_boost{c:g}": _dlo_boost(c) for c in (0.5, 0.65)},
     **{f"height_births{k:g}": _height_births(k) for k in (0.5, 1.0, 2.0, 3.0)},
-    **{f"gmc_static{px:g}": _gmc(px) for px in (0.17, 0.3, 0.5, 0.8, 1.0)},
+    **{f"gmc_static{px:g}": _gmc(px) for px in (0.3, 0.5, 0.8)},
     "gmc_no_static_mode": _gmc(0.5, 0),
 }
 
