@@ -21,6 +21,7 @@ Each *condition* is a set of MOTChallenge sequences (gt included) seen through o
 ``crowd3``         a 3x3 mosaic of third-size tiles: about 90 people a frame, 175 frames, low scores
 ``crowd3 fps/2``   the same at every 2nd frame
 ``crowd3 conf*0.7`` the 3x3 mosaic with its scores x0.7: a crowd whose people score mostly 0.2-0.5
+``crowd3 fps/2 conf*0.7`` both: the low-score crowd at every 2nd frame
 =================  ====================================================================================
 
 Derived sequences live under ``benchmarks/cache/generalise/<condition>/`` (images are links to
@@ -120,6 +121,9 @@ CONDITIONS = (
     Condition("crowd3", View("yolov8n_from_int8", 960, mosaic=3), seqs=(DEV[0],)),
     Condition("crowd3 fps/2", View("yolov8n_from_int8", 960, mosaic=3), seqs=(DEV[0],), step=2),
     Condition("crowd3 conf*0.7", View("yolov8n_from_int8", 960, mosaic=3), seqs=(DEV[0],), conf_scale=0.7),
+    Condition(
+        "crowd3 fps/2 conf*0.7", View("yolov8n_from_int8", 960, mosaic=3), seqs=(DEV[0],), step=2, conf_scale=0.7
+    ),
 )
 
 

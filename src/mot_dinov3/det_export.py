@@ -8,10 +8,11 @@ the runtime compiles for one fixed shape.
 
 Exports are kept under ``<weights folder>/exports/`` (:func:`mot_dinov3.models.catalogue.cache_dir`),
 or under ``<user cache dir>/mot-dinov3/exports/`` when the weights folder cannot be written (a shared,
-read-only model folder), one folder per key: the weights' sha256, runtime, precision, input shape and the Ultralytics and
-runtime versions, and for INT8 the calibration source. A folder is built under a temporary name and renamed into place with its
-``export.json`` written last, so an interrupted export is never used and a finished one is reused by
-every later run. The user's weights are copied into that folder first: nothing is written beside them.
+read-only model folder), one folder per key: the weights' sha256, runtime, precision, input shape and
+the Ultralytics and runtime versions, and for INT8 the calibration source. A folder is built under a
+temporary name and renamed into place with its ``export.json`` written last, so an interrupted export
+is never used and a finished one is reused by every later run. The user's weights are copied into that
+folder first: nothing is written beside them.
 
 INT8 (OpenVINO through NNCF's post-training quantization, as Ultralytics' ``int8=True`` export does) is
 calibrated on :data:`CALIB_FRAMES` frames spread over the user's own footage (the tracked source, or
