@@ -42,13 +42,15 @@ def _detector_exports(tmp_path_factory) -> Path:
 
 @pytest.fixture(autouse=True)
 def _user_files(tmp_path_factory, monkeypatch, _detector_exports):
-    """Every test sees an empty user config (``models use``), weights cache and user cache, never the
-    developer's own;
-    the detector exports in it are the session's."""
+    """Every test sees an empty user config (``models use``), weights folder and user cache (where
+    exports go when the weights folder is read-only), never the developer's own; the detector exports
+    in the weights folder are the session's."""
+    from mot_dinov3.models import catalogue
+
     home = tmp_path_factory.mktemp("user")
     monkeypatch.setenv("MOT_DINOV3_CONFIG", str(home / "config.json"))
     monkeypatch.setenv("MOT_DINOV3_WEIGHTS", str(home / "weights"))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(home / "cache"))  # the user cache (exports' second home)
+    monkeypatch.setattr(catalogue, "user_dir", lambda kind: home / "user" / kind)
     (home / "weights").mkdir()
     (home / "weights" / "exports").symlink_to(_detector_exports, target_is_directory=True)
 

@@ -251,8 +251,9 @@ def test_exports_go_to_the_user_cache_when_the_weights_folder_cannot_be_written(
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     monkeypatch.setenv("MOT_DINOV3_WEIGHTS", str(blocker / "weights"))  # no folder can be made under a file
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    user_exports = tmp_path / "cache" / "mot-dinov3" / "exports"
+    from mot_dinov3.models.catalogue import user_dir
+
+    user_exports = user_dir("cache") / "exports"  # the test session's own (conftest)
     assert det_export.exports_dir() == user_exports
     key = det_export.ExportKey("m", "0" * 64, "openvino", "fp32", (544, 960))
     assert det_export.cached_export(key) is None

@@ -33,6 +33,7 @@ from mot_dinov3.det_export import (
     ExportKey,
     cached_export,
     export,
+    export_roots,
     exports_dir,
     installed,
     precision_args,
@@ -193,19 +194,22 @@ class Detector:
             self.cfg.calib if self.precision == "int8" else None,
         )
         found = cached_export(key)
+        root = None
         if found is None:
             what = f"INT8, calibrated on {CALIB_FRAMES} frames of {self.cfg.calib}" if self.precision == "int8" else ""
+            root = exports_dir()
             log.warning(
-                "note: exporting %s to %s at %dx%d %s(once; cached under %s)",
+                "note: exporting %s to %s at %dx%d %s(once; cached under %s%s)",
                 Path(self._weights).name,
                 self._export_runtime,
                 shape[1],
                 shape[0],
                 f"{what} " if what else "",
-                exports_dir(),
+                root,
+                "" if root == export_roots()[0] else f": {export_roots()[0].parent} cannot be written",
             )
         try:
-            path = found or export(Path(self._weights), key, self.cfg.device)
+            path = found or export(Path(self._weights), key, self.cfg.device, root=root)
             from ultralytics import YOLO
 
             with quiet_ultralytics():

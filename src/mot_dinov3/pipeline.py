@@ -122,9 +122,9 @@ def run(cfg: RunConfig, embedder: Embedder | None = None, detector: Detector | N
     try:
         for _ in it:
             pass
-    except KeyboardInterrupt:  # Ctrl-C landed here, between two frames: the run handles it as its own
+    except KeyboardInterrupt as exc:  # Ctrl-C landed here, between two frames: the run handles it as its own
         with contextlib.suppress(StopIteration):
-            it.throw(KeyboardInterrupt())
+            it.throw(exc)  # a generator that already ended re-raises it
     return summary[0]
 
 
