@@ -131,9 +131,16 @@ def _no_veto(self, tracks, app):
     return np.zeros(app.shape, bool)
 
 
-def _no_catch_up(self, t, e):
-    self._absorb(t, e, 1)
-    t.last_embed_frame, t.embedded_now, t.reused_obs = self.frame, True, 0
+def _no_look_catch_up(self, track_id, frames, embeddings):
+    """Tracker.update_appearance with every look weighing one sample."""
+    t = next((t for t in self.tracks if t.track_id == track_id), None)
+    if t is None:
+        return
+    for k in np.argsort(frames, kind="stable"):
+        fr = int(frames[k])
+        if fr > t.last_embed_frame:
+            self._absorb(t, embeddings[k], 1)
+            t.last_embed_frame = fr
 
 
 def _strict_births(self, dets, f, image_w):
@@ -251,6 +258,8 @@ def _gmc(static_px: float, static_frames: int = 10) -> list:
     from mot_dinov3 import gmc
 
     def _estimate(self, image):
+        if self.method != "sparseOptFlow":
+            raise SystemExit("the gmc_static patches copy the sparseOptFlow estimator only")
         h, w = image.shape[:2]
         scale = min(1.0, self.max_width / w)
         grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
@@ -294,6 +303,7 @@ PATCHES: dict[str, object] = {
     **{f"height_births{k:g}": _height_births(k) for k in (0.5, 1.0, 2.0, 3.0)},
     **{f"gmc_static{px:g}": _gmc(px) for px in (0.3, 0.5, 0.8)},
     "gmc_no_static_mode": _gmc(0.5, 0),
+    "no_look_catch_up": ("update_appearance", _no_look_catch_up),  # every buffered look one EMA step
 }
 
 # name: (tracker overrides, scheduler overrides, Tracker method replaced): each switches one rule off
@@ -305,11 +315,10 @@ ABLATIONS: dict[str, tuple[dict, dict, tuple[str, object] | None]] = {
     "re-ID Kalman tier": ({"reid_motion_thresh": 0.0}, {}, None),
     "GMC": ({"gmc_method": "none"}, {}, None),
     "min_hits": ({"min_hits": 1}, {}, None),
-    "EMA catch-up": ({}, {}, ("_update_embedding", _no_catch_up)),
+    "looks weighed by their frame gap": ({}, {}, ("update_appearance", _no_look_catch_up)),
     "near_lost": ({}, {"near_lost_frames": 0}, None),
     "near_lost for new tracks": ({}, {"near_lost_new_frames": 0}, None),
     "near_lost clearing": ({}, {"near_lost_clear_frames": 0}, None),
-    "young memories": ({}, {"young_samples": 0}, None),
     "buffered looks": ({}, {"lazy_samples": 0}, None),
 }
 

@@ -55,9 +55,9 @@ def box(x, y=0, w=50, h=100):
     return [x, y, x + w, y + h]
 
 
-def view(tid, x, last, emb=True, lost=False, seen=None, samples=5, start=0):
+def view(tid, x, last, emb=True, lost=False, seen=None, start=0):
     e = np.eye(D, dtype=np.float32)[(tid + 3) % D] if emb else None
-    return TrackView(tid, np.array(box(x), np.float32), e, last, lost, last if seen is None else seen, samples, start)
+    return TrackView(tid, np.array(box(x), np.float32), e, last, lost, last if seen is None else seen, start)
 
 
 IMG = np.zeros((10, 10, 3), np.uint8)
@@ -289,14 +289,14 @@ def test_lazy_rules_never_refresh_and_list_the_memories_read_now():
         view(1, 2, last=1),  # det0: alone, memory 99 frames old -> still reuse
         view(2, 302, last=9),
         view(3, 310, last=9),  # det1 between two tracks -> contested
-        view(4, 905, last=9, samples=1),  # det3: young memory
+        view(4, 905, last=9, emb=False),  # det3: its track has no memory yet
         view(5, 1202, last=9),  # det4: a track lost 5 frames ago on top -> near_lost
         view(6, 1230, last=5, lost=True, seen=95),
         view(7, 1502, last=9),  # det5: lost 40 frames ago -> reuse
         view(8, 1530, last=5, lost=True, seen=60),
     ]
     p = plan_lazy(dets, tracks, 100, SchedulerConfig(lazy=True))
-    assert p.reasons == ["reuse", "contested", "weak_iou", "young", "near_lost", "reuse"]
+    assert p.reasons == ["reuse", "contested", "weak_iou", "no_cache", "near_lost", "reuse"]
     assert p.action.tolist() == [REUSE, CRITICAL, CRITICAL, CRITICAL, CRITICAL, REUSE]
     assert p.refresh_order == [] and set(p.cached) == {1, 7}
     # contested tracks, near_lost's track, and lost track 6 (computed det4 overlaps it; nothing computed
@@ -371,7 +371,7 @@ def test_lazy_scheduler_clears_a_near_lost_pair_after_a_far_look():
     s = EmbeddingScheduler(SchedulerConfig(lazy=True), FakeCropEmbedder(clock), clock)
     dets = np.array([box(1200)], np.float32)  # FakeEmbedder: x1 1200 -> one-hot index 4
     far = view(6, 1230, last=5, lost=True, seen=97)  # memory: one-hot index 1
-    near = TrackView(6, far.xyxy, np.eye(D, dtype=np.float32)[4], 5, True, 97, 5)
+    near = TrackView(6, far.xyxy, np.eye(D, dtype=np.float32)[4], 5, True, 97)
     for tracks, computed_next in (([view(5, 1202, last=90), far], False), ([view(5, 1202, last=90), near], True)):
         s.cleared.clear()
         assert s.run(s.plan(100, dets, tracks), IMG, dets).computed.tolist() == [True]
@@ -451,5 +451,5 @@ def test_lazy_drops_looks_when_a_clean_detection_is_embedded():
     dets = np.array([box(0)], np.float32)
     s.run(s.plan(1, dets, [view(1, 0, last=1)]), IMG, dets)
     assert [f for f, _ in s.buffer.looks[1]] == [1]
-    s.run(s.plan(2, dets, [view(1, 0, last=1, samples=1)]), IMG, dets)  # young -> computed, clean
+    s.run(s.plan(2, dets, [view(1, 0, last=1, emb=False)]), IMG, dets)  # no memory -> computed, clean
     assert 1 not in s.buffer.looks

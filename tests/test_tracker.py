@@ -242,11 +242,11 @@ def test_reid_accepts_a_looser_match_inside_the_kalman_gate():
     assert ids == []
 
 
-def test_track_embedding_ema_catches_up_on_observations_served_from_cache():
-    """A fresh embedding after k clean observations matched with cached embeddings weighs alpha**(k+1),
-    as if every observation had been embedded; with every embedding fresh it is the plain EMA."""
+def test_track_embedding_ema_absorbs_fresh_embeddings_only():
+    """Embeddings served from cache (not fresh) are matched with but never enter the EMA; each fresh
+    clean embedding is one EMA step."""
     alpha, k = 0.8, 4
-    look_a, look_b = unit(0, 8), unit(1, 8)
+    look_a, look_b, look_c = unit(0, 8), unit(1, 8), unit(2, 8)
     box = np.array([[100, 100, 140, 200]], np.float32)
     one, cls = np.ones(1, np.float32), np.zeros(1, np.int64)
 
@@ -256,19 +256,24 @@ def test_track_embedding_ema_catches_up_on_observations_served_from_cache():
         tr.update(box, one, cls, (1000, 500), look_a[None], fresh=np.ones(1, bool))
         for _ in range(k):
             tr.predict()
-            tr.update(box, one, cls, (1000, 500), look_a[None], fresh=np.full(1, fresh_between))
+            tr.update(box, one, cls, (1000, 500), look_c[None], fresh=np.full(1, fresh_between))
         tr.predict()
         tr.update(box, one, cls, (1000, 500), look_b[None], fresh=np.ones(1, bool))
-        return tr.tracks[0].embedding
+        return tr.tracks[0]
 
-    w = alpha ** (k + 1)
-    expect = (w * look_a + (1 - w) * look_b) / np.linalg.norm(w * look_a + (1 - w) * look_b)
-    np.testing.assert_allclose(run(False), expect, atol=1e-6)  # cached in between: catch up
-    np.testing.assert_allclose(
-        run(True),
-        (alpha * look_a + (1 - alpha) * look_b) / np.linalg.norm(alpha * look_a + (1 - alpha) * look_b),
-        atol=1e-6,
-    )
+    def ema(e, new):
+        e = alpha * e + (1 - alpha) * new
+        return e / np.linalg.norm(e)
+
+    cached = run(False)
+    np.testing.assert_allclose(cached.embedding, ema(look_a, look_b), atol=1e-6)
+    assert cached.samples == 2
+    e = look_a
+    for new in [look_c] * k + [look_b]:
+        e = ema(e, new)
+    fresh = run(True)
+    np.testing.assert_allclose(fresh.embedding, e, atol=1e-6)
+    assert fresh.samples == k + 2
 
 
 def test_update_appearance_weighs_earlier_looks_by_their_frame_gap():
@@ -286,7 +291,7 @@ def test_update_appearance_weighs_earlier_looks_by_their_frame_gap():
             fresh=np.array([False]),
         )
     t = tr.tracks[0]
-    assert t.last_embed_frame == 1 and t.reused_obs == 5 and t.samples == 1
+    assert t.last_embed_frame == 1 and t.samples == 1
     tr.predict()
     tr.update_appearance(t.track_id, np.array([5, 3]), np.array([unit(2), unit(1)], np.float32))
     tr.update_appearance(99, np.array([6]), np.array([unit(3)], np.float32))  # unknown id: ignored
@@ -295,7 +300,7 @@ def test_update_appearance_weighs_earlier_looks_by_their_frame_gap():
         e = 0.9**gap * e + (1 - 0.9**gap) * new
         e = e / np.linalg.norm(e)
     np.testing.assert_allclose(t.embedding, e, atol=1e-6)
-    assert t.last_embed_frame == 5 and t.reused_obs == 0 and t.samples == 3
+    assert t.last_embed_frame == 5 and t.samples == 3
     assert not t.embedded_now  # nothing was embedded for this frame's detection
     tr.update_appearance(t.track_id, np.array([4]), np.array([unit(3)], np.float32))  # older than the memory
     assert t.samples == 3

@@ -248,8 +248,8 @@ class SchedulerConfig:
             do not apply. ``False`` selects the refresh rules (``--no-embed-lazy``,
             :func:`mot_dinov3.scheduler.plan.plan_actions`). ``None`` (default): lazy memory when the
             backend can embed buffered crops (dino, clip, onnx, osnet), the refresh rules otherwise (yolo). Lazy
-            memory is the default because it computes only what the association reads, at no identity
-            cost against ``embed_all`` within run-to-run spread (``docs/benchmarks.md``).
+            memory is the default because it computes only what the association reads, at a small
+            identity cost against ``embed_all`` (``docs/benchmarks.md``).
         contest_iou: lazy: track-detection pairs above this IoU are candidates; a detection whose group of
             candidates holds a second detection or track is critical (contested), one with no candidate
             is critical (weak continuity). 0.4 is where appearance enters the fused cost
@@ -266,7 +266,6 @@ class SchedulerConfig:
             tracker's ``reid_motion_thresh``, its loosest re-identification threshold: farther than it,
             neither the first association nor re-identification gives the lost track the box.
         near_lost_clear_frames: lazy: frames a cleared pair stays cleared before it is checked again.
-        young_samples: lazy: a track whose memory holds fewer fresh embeddings than this is critical.
         lazy_samples: lazy: clean looks kept per track (the newest) and embedded into its memory.
         lazy_spacing: lazy: frames between two kept looks of one track.
         lazy_window: lazy: kept looks older than this many frames are dropped.
@@ -286,7 +285,6 @@ class SchedulerConfig:
     near_lost_new_frames: int = 10
     near_lost_clear: float = 0.3
     near_lost_clear_frames: int = 10
-    young_samples: int = 2
     lazy_samples: int = 3
     lazy_spacing: int = 3
     lazy_window: int = 15
@@ -303,7 +301,6 @@ class SchedulerConfig:
         "near_lost_new_frames": _COUNT,
         "near_lost_clear": _COSINE,
         "near_lost_clear_frames": _COUNT,
-        "young_samples": _COUNT,
         "lazy_samples": _COUNT,
         "lazy_spacing": _COUNT,
         "lazy_window": _COUNT,

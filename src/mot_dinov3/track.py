@@ -35,7 +35,6 @@ class Track:
     last_obs: np.ndarray  # (4,) float32 xyxy of the last matched detection
     embedding: np.ndarray | None = None  # (D,) float32 L2-normalised EMA
     last_embed_frame: int = 0  # frame of the last fresh embedding
-    reused_obs: int = 0  # clean observations matched with a cached embedding since the last fresh one
     samples: int = 0  # fresh embeddings absorbed into the EMA over the track's life
     start_frame: int = 0  # frame the track was started
     det_xyxy: np.ndarray | None = None  # (4,) the box matched this frame
@@ -64,7 +63,6 @@ class TrackView:
         last_embed_frame: frame (1-based) of the last fresh embedding; 0 if never.
         lost: the track is lost (kept for re-identification), not active.
         last_seen: frame (1-based) of the track's last matched detection.
-        samples: fresh embeddings its memory (EMA) has absorbed.
         start_frame: frame (1-based) the track was started.
         last_obs: (4,) float32 xyxy of its last matched detection (camera-motion compensated), pixels.
     """
@@ -75,7 +73,6 @@ class TrackView:
     last_embed_frame: int
     lost: bool = False
     last_seen: int = 0
-    samples: int = 0
     start_frame: int = 0
     last_obs: np.ndarray | None = None
 

@@ -29,11 +29,10 @@ observation-centric re-update, simplified). Reported boxes are the Kalman-filter
 A track's embedding is an EMA (``alpha``) of the fresh embeddings matched to it; embeddings the
 caller marks as not fresh (reused from cache), and embeddings of boxes overlapping another detection
 by more than ``CLEAN_OVERLAP_IOU``, are used for matching but never enter the EMA (they mix two objects).
-The EMA keeps the time constant that computing every embedding would give it: a fresh embedding that
-follows k clean observations served from cache weighs as the k + 1 samples it stands for
-(``e = alpha**(k+1) * e + (1 - alpha**(k+1)) * new``). With every embedding computed k is always 0;
-with a sparse refresh cadence the EMA would otherwise lag k + 1 times longer than ``alpha`` says.
-:meth:`Tracker.update_appearance` adds embeddings of a track's earlier looks the same way (lazy memory).
+:meth:`Tracker.update_appearance` adds embeddings of a track's earlier looks (lazy memory); a look
+weighs as the frames it stands for since the memory's previous sample
+(``e = alpha**k * e + (1 - alpha**k) * look``), so sparse looks keep the time constant that one
+embedding a frame would give the EMA.
 """
 
 from __future__ import annotations
@@ -104,7 +103,6 @@ class Tracker:
                 t.last_embed_frame,
                 t.state == TrackState.LOST,
                 t.last_seen,
-                t.samples,
                 t.start_frame,
                 t.last_obs.copy(),
             )
@@ -120,7 +118,7 @@ class Tracker:
         """Absorb embeddings of a track's earlier looks into its appearance memory (the EMA).
 
         Call between :meth:`predict` and :meth:`update`. Each look weighs as the frames it stands for
-        since the memory's previous sample (``alpha**gap``, the catch-up rule of the module docstring);
+        since the memory's previous sample (``alpha**gap``, see the module docstring);
         looks not newer than the memory's last sample are ignored, as are unknown track ids.
 
         Args:
@@ -137,7 +135,6 @@ class Tracker:
                 continue
             self._absorb(t, embeddings[k], max(1, fr - t.last_embed_frame))
             t.last_embed_frame = fr
-        t.reused_obs = 0
 
     def update(
         self,
@@ -177,7 +174,7 @@ class Tracker:
         overlap = matching.iou_matrix(xyxy, xyxy)
         np.fill_diagonal(overlap, 0.0)
         alone = ~(overlap > CLEAN_OVERLAP_IOU).any(axis=1)
-        frame = _FrameDets(xyxy, conf, cls, embeddings, known, fresh & alone & known, ~fresh & alone & known)
+        frame = _FrameDets(xyxy, conf, cls, embeddings, known, fresh & alone & known)
         high = np.flatnonzero(conf >= cfg.track_high_thresh)
         low = np.flatnonzero((conf >= cfg.track_low_thresh) & (conf < cfg.track_high_thresh))
         confirmed = [t for t in self.tracks if t.state == TrackState.CONFIRMED]
@@ -299,15 +296,12 @@ class Tracker:
             t.hits += 1
             if t.state == TrackState.LOST or (t.state == TrackState.TENTATIVE and t.hits >= self.cfg.min_hits):
                 t.state = TrackState.CONFIRMED
-            if use_embedding and f.embeddings is not None:
-                if f.clean[d]:
-                    self._update_embedding(t, f.embeddings[d])
-                elif f.reused[d]:
-                    t.reused_obs += 1
+            if use_embedding and f.embeddings is not None and f.clean[d]:
+                self._update_embedding(t, f.embeddings[d])
 
     def _update_embedding(self, t: Track, e: np.ndarray) -> None:
-        self._absorb(t, e, 1 + t.reused_obs)  # see the module docstring
-        t.last_embed_frame, t.embedded_now, t.reused_obs = self.frame, True, 0
+        self._absorb(t, e, 1)
+        t.last_embed_frame, t.embedded_now = self.frame, True
 
     def _absorb(self, t: Track, e: np.ndarray, steps: int) -> None:
         """EMA update weighing ``e`` as ``steps`` observations (``alpha**steps``)."""
@@ -367,8 +361,7 @@ class _FrameDets:
     """This frame's detections as the association steps read them.
 
     ``known``: rows of ``embeddings`` that hold an embedding; ``clean``: a fresh embedding of a box
-    overlapping no other detection (fit for the EMA);
-    ``reused``: a cached embedding on such a box (an observation the EMA catches up on later).
+    overlapping no other detection (fit for the EMA).
     """
 
     xyxy: np.ndarray
@@ -377,4 +370,3 @@ class _FrameDets:
     embeddings: np.ndarray | None
     known: np.ndarray
     clean: np.ndarray
-    reused: np.ndarray

@@ -1,8 +1,8 @@
 """Lazy memory (the default, ``--embed-lazy``): compute only what the association reads this frame.
 
 :func:`plan_lazy` replaces the refresh rules of :mod:`~mot_dinov3.scheduler.plan`: new, contested and
-near-lost boxes and young memories are computed, there is no periodic refresh, and a track's memory (EMA
-) is fed from its buffered clean looks only when it is about to be read: when the track is
+near-lost boxes and boxes of tracks with no memory yet are computed, there is no periodic refresh,
+and a track's memory (EMA) is fed from its buffered clean looks only when it is about to be read: when the track is
 contested or next to a near-lost box, or it is lost and a computed box may be it. :class:`LookBuffer`
 keeps those looks: the crops of clean detections served from cache, the last ``lazy_window`` frames per
 track; :func:`pick_looks` chooses which of them to embed (at most ``lazy_samples``, ``lazy_spacing``
@@ -63,16 +63,15 @@ def plan_lazy(
     with the predicted box of a track lost at most ``near_lost_frames`` frames, unless every such pair
     (its track, the lost track) was cleared within ``near_lost_clear_frames``; when its own track
     started at most ``near_lost_new_frames`` frames ago, with any lost track's predicted box, never
-    cleared: it may be that track back, first seen half hidden); ``no_cache`` / ``young``
-    (its track's memory is empty / holds fewer than ``young_samples`` fresh embeddings); otherwise
-    ``reuse``. There is no refresh. ``flush`` lists the tracks whose memory is read now: every track in a
-    contested group, the track a near_lost detection continues, and every lost track that a computed
-    detection may be: one overlapping its predicted box above ``overlap_thr`` IoU, or within its
-    re-identification reach (``reach``). A lost track's last looks are embedded when a box that may be it
+    cleared: it may be that track back, first seen half hidden); ``no_cache`` (its track's memory
+    is empty); otherwise ``reuse``. There is no refresh. ``flush`` lists the tracks whose memory is read
+    now: every track in a contested group, the track a near_lost detection continues, and every lost
+    track that a computed detection may be: one overlapping its predicted box above ``overlap_thr`` IoU,
+    or within its re-identification reach (``reach``). A lost track's last looks are embedded when a box that may be it
     is computed, not when it is lost.
 
-    Args and returns: as :func:`mot_dinov3.scheduler.plan.plan_actions` (``last_seen``, ``samples`` and
-    ``start_frame`` of the views are read), plus
+    Args and returns: as :func:`mot_dinov3.scheduler.plan.plan_actions` (``last_seen`` and ``start_frame``
+    of the views are read), plus
 
     * ``cleared``: ``{(track_id, lost_track_id): frame}``, the pairs whose near_lost box was last seen
       far from the lost track's memory (:func:`near_lost_verdicts`);
@@ -110,7 +109,6 @@ def plan_lazy(
             ("contested", contested),  # a rival detection or track shares its candidate pairs
             ("near_lost", np.isin(np.arange(n), list(near_lost))),  # next to a lost track's predicted box
             ("no_cache", np.array([t.embedding is None for t in mine])),  # its track has no memory yet
-            ("young", np.array([t.samples < cfg.young_samples for t in mine])),  # ... or a thin one
         )
         for i, t in enumerate(mine):
             reason = next((name for name, holds in rules if holds[i]), "reuse")

@@ -48,8 +48,6 @@ class TrackLike(Protocol):
     @property
     def last_seen(self) -> int: ...
     @property
-    def samples(self) -> int: ...
-    @property
     def start_frame(self) -> int: ...
 
 
@@ -65,7 +63,7 @@ class EmbedPlan:
         refresh_order: detection indices with ``REFRESH``, oldest track embedding first.
         cached: ``{track_id: (D,) embedding}`` for the tracks whose embedding may be reused.
         reasons: (N,) str, why a detection is critical (``embed_all``, ``bootstrap``, ``weak_iou``,
-            ``crowded``, ``near_lost``, ``shared``, ``no_cache``; lazy: ``contested``, ``young``) or its
+            ``crowded``, ``near_lost``, ``shared``, ``no_cache``; lazy: ``contested``) or its
             action name (``refresh``, ``reuse``, ``skip``); for logs, the run summary's
             ``embed_decisions`` and tests.
         flush: lazy: ids of the tracks whose memory is read this frame (fed from their buffered looks).
