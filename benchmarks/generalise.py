@@ -143,6 +143,31 @@ def _no_look_catch_up(self, track_id, frames, embeddings):
             t.last_embed_frame = fr
 
 
+def _deferred_births():
+    """Lazy memory that does not compute a box no track can claim this frame (no active track above
+    ``contest_iou``, no lost track on it or within re-identification reach): a new object, whose track's
+    first memory is computed when the track is next matched (``no_cache``)."""
+    from mot_dinov3.matching import iou_matrix
+    from mot_dinov3.scheduler import lazy
+    from mot_dinov3.scheduler.plan import SKIP
+
+    orig = lazy.plan_lazy
+
+    def plan(det_xyxy, tracks, frame, cfg, candidates=None, cleared=None, reach=None):
+        p = orig(det_xyxy, tracks, frame, cfg, candidates, cleared, reach)
+        lost = [i for i, t in enumerate(tracks) if t.lost]
+        boxes = np.array([tracks[i].xyxy for i in lost]).reshape(-1, 4)
+        claim = (iou_matrix(det_xyxy, boxes) > cfg.overlap_thr).any(axis=1)
+        if reach is not None and lost:
+            claim |= np.asarray(reach, bool)[:, lost].any(axis=1)
+        for i, r in enumerate(p.reasons):
+            if r in ("weak_iou", "bootstrap") and not claim[i]:
+                p.action[i], p.reasons[i] = SKIP, "deferred"
+        return p
+
+    return [("mot_dinov3.scheduler.runner", "plan_lazy", plan)]
+
+
 def _strict_births(self, dets, f, image_w):
     """The birth rule before: every box needs new_track_thresh, near a lost track or not."""
     return f.conf[dets] >= self.cfg.new_track_thresh
@@ -304,6 +329,7 @@ PATCHES: dict[str, object] = {
     **{f"gmc_static{px:g}": _gmc(px) for px in (0.3, 0.5, 0.8)},
     "gmc_no_static_mode": _gmc(0.5, 0),
     "no_look_catch_up": ("update_appearance", _no_look_catch_up),  # every buffered look one EMA step
+    "deferred_births": _deferred_births(),
 }
 
 # name: (tracker overrides, scheduler overrides, Tracker method replaced): each switches one rule off
