@@ -262,6 +262,28 @@ def test_exports_go_to_the_user_cache_when_the_weights_folder_cannot_be_written(
     assert det_export.cached_export(key) == user_exports / key.folder() / "m_openvino_model"
 
 
+@pytest.mark.slow
+def test_a_read_only_weights_folder_still_gets_the_openvino_detector(yolov8n, tud_campus, tmp_path, monkeypatch):
+    """End to end: the export is made in the user cache (not PyTorch as the fallback), quietly."""
+    pytest.importorskip("openvino")
+    import warnings
+
+    from mot_dinov3.detector import Detector
+    from mot_dinov3.models.catalogue import user_dir
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("MOT_DINOV3_WEIGHTS", str(blocker / "weights"))
+    det = Detector(DetectorConfig(model=str(yolov8n), imgsz=256, classes=[0], device="cpu", runtime="openvino"))
+    image = cv2.imread(str(sorted((tud_campus / "img1").glob("*.jpg"))[0]))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        det(image)
+    assert det.runtime == "openvino" and det.export_path is not None
+    assert det.export_path.is_relative_to(user_dir("cache") / "exports")
+    assert not [w for w in caught if "torch.jit" in str(w.message)]
+
+
 def test_a_writable_weights_folder_keeps_the_exports(tmp_path, monkeypatch):
     monkeypatch.setenv("MOT_DINOV3_WEIGHTS", str(tmp_path / "weights"))
     assert det_export.exports_dir() == tmp_path / "weights" / "exports"

@@ -32,6 +32,7 @@ import math
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -300,12 +301,16 @@ def no_openvino_telemetry() -> None:
 
 @contextlib.contextmanager
 def quiet_ultralytics() -> Iterator[None]:
-    """Within the block Ultralytics logs warnings only (its exporter and loader print progress lines)."""
+    """Within the block Ultralytics logs warnings only (its exporter and loader print progress lines), and
+    PyTorch's deprecation notices for the ``torch.jit.trace`` its exporters call are hidden (nothing a
+    user of the export can act on)."""
     from ultralytics.utils import LOGGER
 
     level = LOGGER.level
     LOGGER.setLevel(logging.WARNING)
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", r".*torch\.jit\.trace", FutureWarning)
+            yield
     finally:
         LOGGER.setLevel(level)
