@@ -168,6 +168,23 @@ def _deferred_births():
     return [("mot_dinov3.scheduler.runner", "plan_lazy", plan)]
 
 
+def _dynamic_appearance(self, t, e):
+    """Deep OC-SORT's dynamic appearance (Maggiolino et al., arXiv 2302.11813): a fresh embedding moves
+    the EMA by its detection's confidence, ``a = alpha + (1 - alpha) * (1 - (s - sigma) / (1 - sigma))``
+    with ``sigma`` the high-score threshold (a box at sigma leaves the memory as it was)."""
+    sigma = self.cfg.track_high_thresh
+    trust = min(1.0, max(0.0, (t.conf - sigma) / (1.0 - sigma)))
+    a = self.cfg.alpha + (1.0 - self.cfg.alpha) * (1.0 - trust)
+    e = np.asarray(e, np.float32)
+    if t.embedding is None:
+        t.embedding = e.copy()
+    else:
+        ema = a * t.embedding + (1.0 - a) * e
+        t.embedding = (ema / max(float(np.linalg.norm(ema)), 1e-12)).astype(np.float32)
+    t.samples += 1
+    t.last_embed_frame, t.embedded_now = self.frame, True
+
+
 def _strict_births(self, dets, f, image_w):
     """The birth rule before: every box needs new_track_thresh, near a lost track or not."""
     return f.conf[dets] >= self.cfg.new_track_thresh
@@ -330,6 +347,7 @@ PATCHES: dict[str, object] = {
     "gmc_no_static_mode": _gmc(0.5, 0),
     "no_look_catch_up": ("update_appearance", _no_look_catch_up),  # every buffered look one EMA step
     "deferred_births": _deferred_births(),
+    "dynamic_appearance": ("_update_embedding", _dynamic_appearance),
 }
 
 # name: (tracker overrides, scheduler overrides, Tracker method replaced): each switches one rule off
