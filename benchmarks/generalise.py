@@ -299,31 +299,14 @@ def _gmc(static_px: float, static_frames: int = 10) -> list:
     release's is 1 px of the full frame), with static-camera mode after ``static_frames`` (0: never)."""
     from mot_dinov3 import gmc
 
-    def _estimate(self, image):
-        if self.method != "sparseOptFlow":
-            raise SystemExit("the gmc_static patches copy the sparseOptFlow estimator only")
-        h, w = image.shape[:2]
-        scale = min(1.0, self.max_width / w)
-        grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
-        if scale < 1.0:
-            grey = cv2.resize(grey, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
-        prev, self._prev = self._prev, grey
-        if prev is None or prev.shape != grey.shape:
-            self._prev_pts = self._corners(grey)
-            return gmc.IDENTITY.copy(), False
-        self.estimations += 1
-        small = self._sparse_flow(prev, grey)
-        if small is None:
-            return gmc.IDENTITY.copy(), False
-        if gmc.is_static(small, grey.shape[1::-1], static_px):
-            return gmc.IDENTITY.copy(), True
-        warp = small.copy()
-        warp[:, 2] /= scale
-        return warp, False
+    full_res = gmc.is_static
+
+    def is_static(warp, size_wh, _px):  # a corner's motion in the estimation frame is scale x its own
+        return full_res(warp, size_wh, static_px / min(1.0, 320 / size_wh[0]))
 
     defaults = ("sparseOptFlow", 320, 1.0, static_frames, 5)
     return [
-        ("mot_dinov3.gmc", "CameraMotion._estimate", _estimate),
+        ("mot_dinov3.gmc", "is_static", is_static),
         ("mot_dinov3.gmc", "CameraMotion.__init__.__defaults__", defaults),
     ]
 
