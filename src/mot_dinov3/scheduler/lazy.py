@@ -2,11 +2,11 @@
 
 :func:`plan_lazy` replaces the refresh rules of :mod:`~mot_dinov3.scheduler.plan`: new, contested and
 near-lost boxes and boxes of tracks with no memory yet are computed, there is no periodic refresh,
-and a track's memory (EMA) is fed from its buffered clean looks only when it is about to be read: when the track is
-contested or next to a near-lost box, or it is lost and a computed box may be it. :class:`LookBuffer`
-keeps those looks: the crops of clean detections served from cache, the last ``lazy_window`` frames per
-track; :func:`pick_looks` chooses which of them to embed (at most ``lazy_samples``, ``lazy_spacing``
-frames apart, newest first). Measurements: ``docs/benchmarks.md``.
+and a track's memory (EMA) is fed from its buffered clean looks only when it is about to be read:
+when the track is contested or next to a near-lost box, or it is lost and a computed box may be it.
+:class:`LookBuffer` keeps those looks: the crops of clean detections served from cache, the last
+``lazy_window`` frames per track; :func:`pick_looks` chooses which of them to embed (at most
+``lazy_samples``, ``lazy_spacing`` frames apart, newest first). Measurements: ``docs/benchmarks.md``.
 """
 
 from __future__ import annotations
@@ -67,8 +67,8 @@ def plan_lazy(
     is empty); otherwise ``reuse``. There is no refresh. ``flush`` lists the tracks whose memory is read
     now: every track in a contested group, the track a near_lost detection continues, and every lost
     track that a computed detection may be: one overlapping its predicted box above ``overlap_thr`` IoU,
-    or within its re-identification reach (``reach``). A lost track's last looks are embedded when a box that may be it
-    is computed, not when it is lost.
+    or within its re-identification reach (``reach``). A lost track's last looks are embedded when a
+    box that may be it is computed, not when it is lost.
 
     Args and returns: as :func:`mot_dinov3.scheduler.plan.plan_actions` (``last_seen`` and ``start_frame``
     of the views are read), plus
