@@ -185,6 +185,21 @@ def _dynamic_appearance(self, t, e):
     t.last_embed_frame, t.embedded_now = self.frame, True
 
 
+def _score_bound(z: float = 2.0, min_scores: int = 20):
+    """Score normalisation without the 1000-score warm-up: the percentile read is the 75th's upper
+    confidence bound, ``0.75 + z * sqrt(0.75 * 0.25 / n)`` of the n scores seen (binomial standard error
+    of the rank), so a few scores rescale only when nearly all of them are low."""
+
+    def score_scale(history, reference):
+        n = len(history)
+        if reference <= 0 or n < min_scores:
+            return 1.0
+        q = min(1.0, 0.75 + z * float(np.sqrt(0.1875 / n)))
+        return max(min(1.0, float(np.quantile(history, q)) / reference), 1e-6)
+
+    return [("mot_dinov3.scores", "score_scale", score_scale)]
+
+
 def _strict_births(self, dets, f, image_w):
     """The birth rule before: every box needs new_track_thresh, near a lost track or not."""
     return f.conf[dets] >= self.cfg.new_track_thresh
@@ -331,6 +346,8 @@ PATCHES: dict[str, object] = {
     "no_look_catch_up": ("update_appearance", _no_look_catch_up),  # every buffered look one EMA step
     "deferred_births": _deferred_births(),
     "dynamic_appearance": ("_update_embedding", _dynamic_appearance),
+    "score_bound2": _score_bound(2.0),
+    "score_bound3": _score_bound(3.0),
 }
 
 # name: (tracker overrides, scheduler overrides, Tracker method replaced): each switches one rule off
