@@ -214,7 +214,9 @@ def main() -> None:
     )
     if a.before:
         before = Detector(
-            DetectorConfig(model=a.det, conf=a.conf, imgsz=a.imgsz, classes=[0], device=a.device, runtime="torch")
+            DetectorConfig(
+                model=a.det, conf=a.conf, imgsz=a.imgsz, classes=[0], device=a.device, runtime="torch", precision="fp32"
+            )
         )
         before(next(iter(FrameSource(a.source))).image)  # set up first: its thread restore must not undo the row's
         rows["before (torch, Ultralytics threads): detector only"] = partial(

@@ -81,7 +81,7 @@ def test_update_on_cached_detections_and_track_give_the_clis_mot_txt(
     """The CLI, track() and MultiObjectTracker.update on the same detector's boxes: the same tracks."""
     cli_txt, api_txt, mot_txt = tmp_path / "cli.txt", tmp_path / "api.txt", tmp_path / "update.txt"
     opts = ["--det", str(yolov8n), "--classes", "0", "--embedder", "onnx", "--embed-model", str(osnet_onnx)]
-    opts += ["--det-runtime", "torch"]  # the replayed detections below are PyTorch's
+    opts += ["--det-runtime", "torch", "--det-precision", "fp32"]  # the replayed detections below are PyTorch's
     r = subprocess.run(
         [
             sys.executable,
@@ -111,6 +111,7 @@ def test_update_on_cached_detections_and_track_give_the_clis_mot_txt(
         save_mot=str(api_txt),
         no_progress=True,
         det_runtime="torch",
+        det_precision="fp32",
     )
     assert summary.frames == 71
     assert_same_tracks(api_txt, cli_txt)

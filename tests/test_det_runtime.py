@@ -53,6 +53,9 @@ def test_auto_runtime(monkeypatch):
 def test_auto_precision():
     assert resolve_precision("auto", "openvino", cuda=False) == "fp16"  # OpenVINO's native: bf16 or f32
     assert resolve_precision("auto", "torch", cuda=False) == "fp32"
+    assert resolve_precision("auto", "torch", cuda=False, bf16=True) == "fp16"  # bf16 autocast: AMX, AVX512-BF16
+    assert resolve_precision("auto", "onnx", cuda=False, bf16=True) == "fp32"
+    assert resolve_precision("fp32", "torch", cuda=False, bf16=True) == "fp32"
     assert resolve_precision("auto", "onnx", cuda=False) == "fp32"  # ONNX Runtime's CPU FP16 is slower
     assert resolve_precision("auto", "torch", cuda=True) == "fp16"
     assert resolve_precision("fp32", "openvino", cuda=False) == "fp32"
@@ -101,7 +104,7 @@ def test_export_gives_pytorch_boxes_and_is_cached(runtime, yolov8n, mot17_09, tm
     monkeypatch.setenv("MOT_DINOV3_WEIGHTS", str(tmp_path / "cache"))
     frames = _frames(mot17_09, 6)
     cfg = dict(model=str(weights), imgsz=640, classes=[0], device="cpu")
-    ref = Detector(DetectorConfig(**cfg, runtime="torch"))
+    ref = Detector(DetectorConfig(**cfg, runtime="torch", precision="fp32"))
     torch_dets = [ref(f) for f in frames]
     det = Detector(DetectorConfig(**cfg, runtime=runtime, precision="fp32"))
     exported = [det(f) for f in frames]
@@ -132,7 +135,7 @@ def test_auto_precision_on_openvino_stays_near_pytorchs_boxes(yolov8n, mot17_09,
     monkeypatch.setenv("MOT_DINOV3_WEIGHTS", str(tmp_path / "cache"))
     frames = _frames(mot17_09, 6)
     cfg = dict(model=str(yolov8n), imgsz=640, classes=[0], device="cpu")
-    ref = Detector(DetectorConfig(**cfg, runtime="torch"))
+    ref = Detector(DetectorConfig(**cfg, runtime="torch", precision="fp32"))
     torch_dets = [ref(f) for f in frames]
     det = Detector(DetectorConfig(**cfg))
     auto = [det(f) for f in frames]
@@ -140,6 +143,30 @@ def test_auto_precision_on_openvino_stays_near_pytorchs_boxes(yolov8n, mot17_09,
     assert det.inference_precision in ("bf16", "f32", "f16")
     iou, n_torch, n_auto = _matched(torch_dets, auto)
     assert iou >= 0.97 and abs(n_torch - n_auto) <= max(2, n_torch // 50)
+
+
+@pytest.mark.slow
+def test_pytorch_fp16_on_a_cpu_is_bf16_autocast_near_fp32s_boxes(yolov8n, mot17_09):
+    """On a CPU with native bf16 (AMX, AVX512-BF16) ``auto`` runs PyTorch in bf16 autocast: the boxes
+    move slightly; ``fp32`` keeps PyTorch's FP32 boxes. Elsewhere both run FP32."""
+    from mot_dinov3.det_export import cpu_bf16
+    from mot_dinov3.detector import Detector
+
+    frames = _frames(mot17_09, 6)
+    cfg = dict(model=str(yolov8n), imgsz=640, classes=[0], device="cpu", runtime="torch")
+    fp32 = Detector(DetectorConfig(**cfg, precision="fp32"))
+    ref = [fp32(f) for f in frames]
+    assert fp32.precision == "fp32" and fp32.inference_precision == "f32"
+    auto = Detector(DetectorConfig(**cfg))
+    dets = [auto(f) for f in frames]
+    if not cpu_bf16():
+        assert auto.precision == "fp32" and auto.inference_precision == "f32"
+        pytest.skip("this CPU has no native bf16: PyTorch runs FP32 under auto")
+    assert auto.precision == "fp16" and auto.inference_precision == "bf16"
+    assert not any(d.conf.dtype != np.float32 or d.xyxy.dtype != np.float32 for d in dets)
+    iou, n_fp32, n_bf16 = _matched(ref, dets)
+    assert iou >= 0.97 and abs(n_fp32 - n_bf16) <= max(2, n_fp32 // 50)
+    assert iou < 1.0  # it did run in bf16: not FP32's boxes to the last bit
 
 
 @pytest.mark.slow

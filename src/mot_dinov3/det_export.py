@@ -128,19 +128,31 @@ def resolve_runtime(runtime: str, weights: str, cuda: bool, capture_features: bo
     return "torch" if exported else runtime
 
 
-def resolve_precision(precision: str, runtime: str, cuda: bool) -> str:
+def cpu_bf16() -> bool:
+    """Whether this CPU multiplies bf16 natively (AMX or AVX512-BF16: Intel Sapphire Rapids and later,
+    Cooper Lake, AMD Zen 4), where oneDNN runs PyTorch's bf16 convolutions faster than FP32 ones; elsewhere
+    bf16 is emulated and slower. Asks PyTorch's own CPU probes; ``False`` where this PyTorch has none."""
+    import torch
+
+    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
+
+
+def resolve_precision(precision: str, runtime: str, cuda: bool, bf16: bool = False) -> str:
     """The precision a run uses: ``precision`` itself unless ``"auto"``.
 
-    ``auto`` picks FP16 on CUDA (PyTorch ``half``) and for an OpenVINO export on a CPU, FP32 elsewhere
-    (PyTorch and ONNX Runtime on a CPU run FP16 no faster). OpenVINO's CPU plugin runs an FP16 model at
-    the CPU's native precision: bf16 where the CPU has AMX or AVX512-BF16, FP32 elsewhere ("Precision
-    Control" in OpenVINO's docs), so on most CPUs FP16 only halves the file; on bf16 CPUs the boxes move
-    slightly (``docs/benchmarks.md`` has the measured loss) for about half the detector's time. Ask for
-    ``"fp32"`` to get PyTorch's boxes everywhere.
+    ``auto`` picks FP16 on CUDA (PyTorch ``half``), for an OpenVINO export on a CPU, and for PyTorch on a
+    CPU that multiplies bf16 natively (``bf16``, :func:`cpu_bf16`); FP32 elsewhere (ONNX Runtime on a
+    CPU runs FP16 no faster). On a CPU, FP16 means the CPU's native reduced precision: OpenVINO's CPU
+    plugin runs an FP16 model in bf16 where the CPU has AMX or AVX512-BF16 and in FP32 elsewhere
+    ("Precision Control" in OpenVINO's docs), so on most CPUs FP16 only halves the file; PyTorch runs
+    under ``torch.autocast("cpu", torch.bfloat16)`` there (FP32 elsewhere). On bf16 CPUs the boxes move
+    slightly (``docs/benchmarks.md`` has the measured loss) for less than half the detector's time. Ask for
+    ``"fp32"`` to get PyTorch's FP32 boxes everywhere.
     """
     if precision != "auto":
         return precision
-    return "fp16" if cuda or runtime == "openvino" else "fp32"
+    return "fp16" if cuda or runtime == "openvino" or (runtime == "torch" and bf16) else "fp32"
 
 
 def static_shape(hw: tuple[int, int], imgsz: int, stride: int = 32) -> tuple[int, int]:

@@ -12,7 +12,8 @@ is a one-line error naming it.
 Runtimes (``DetectorConfig.runtime``): a ``.pt`` detector runs in PyTorch or, exported once per input
 shape by :mod:`mot_dinov3.det_export`, in OpenVINO, ONNX Runtime or TensorRT; the export is made (or
 read from its cache) when the first frame of a size arrives. PyTorch on a CPU runs on the threads torch
-had before Ultralytics' device selection lowered them to ``cpu_count - 1``.
+had before Ultralytics' device selection lowered them to ``cpu_count - 1``, and at FP16 (``auto`` on
+CPUs that multiply bf16 natively) under ``torch.autocast("cpu", torch.bfloat16)``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,7 @@ from mot_dinov3.det_export import (
     PACKAGES,
     ExportKey,
     cached_export,
+    cpu_bf16,
     export,
     export_roots,
     exports_dir,
@@ -133,7 +136,8 @@ class Detector:
                 f"det_runtime={self.runtime!r} needs the Python package {PACKAGES[self.runtime]!r}, which is "
                 f"not installed: pip install {PACKAGES[self.runtime]} (or pass det_runtime='torch')"
             )
-        self.precision = resolve_precision(cfg.precision, self.runtime, cuda)
+        self._bf16 = not cuda and cpu_bf16()  # PyTorch's FP16 on this CPU: bf16 autocast
+        self.precision = resolve_precision(cfg.precision, self.runtime, cuda, self._bf16)
         if self.precision == "int8" and self.runtime != "openvino":
             raise UserError(
                 f"det_precision='int8' runs on OpenVINO (calibrated on your frames), not det_runtime={self.runtime!r}; "
@@ -147,7 +151,7 @@ class Detector:
                 "(or pip install 'mot-dinov3[int8]')"
             )
         self._weights = weights
-        self.inference_precision: str | None = None  # what an OpenVINO model runs in (f32, bf16 ...), once loaded
+        self.inference_precision: str | None = None  # what the model runs in (f32, bf16 ...), once loaded
         self._imgsz: int | tuple[int, int] = cfg.imgsz
         self._hw: tuple[int, int] | None = None  # the frame size the model is set up for
         self._threads = torch.get_num_threads()  # before Ultralytics lowers it
@@ -169,7 +173,11 @@ class Detector:
                     "exported model; pass a .pt file or choose another embedder"
                 )
             self.model.add_callback("on_predict_start", _install_feature_hook)
-        if isinstance(getattr(self.model, "model", None), torch.nn.Module):  # exported: known after loading
+        self._pytorch = isinstance(getattr(self.model, "model", None), torch.nn.Module)  # not an exported model
+        if self._pytorch and self._bf16 and not _decode_in_fp32(self.model):
+            self._bf16 = False  # bf16 boxes would be too coarse: PyTorch runs FP32
+            self.precision = resolve_precision(cfg.precision, self.runtime, cuda)
+        if self._pytorch:  # exported: known after loading
             self._check_classes()
             self._weights = str(getattr(self.model, "ckpt_path", None) or weights)  # an official name: its download
         elif self.runtime != "torch":
@@ -293,16 +301,33 @@ class Detector:
                 f"{', '.join(map(str, missing))}; its classes are {lo} ({names[lo]}) to {hi} ({names[hi]})"
             )
 
+    @property
+    def _torch_bf16(self) -> bool:
+        """PyTorch runs FP16 on a CPU that multiplies bf16 natively: in bf16 autocast (Ultralytics runs
+        ``half`` on CUDA only)."""
+        return self._bf16 and self.precision == "fp16" and self.runtime == "torch" and self._pytorch
+
+    def _autocast(self) -> AbstractContextManager[Any]:
+        """bf16 autocast where :attr:`_torch_bf16`, a no-op elsewhere. Autocast is per thread, so it
+        wraps each call. Ultralytics' ``half`` is not passed with it: on a CPU it does nothing alone and,
+        under autocast, moves the boxes further from FP32's."""
+        if self._torch_bf16:
+            import torch
+
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        return nullcontext()
+
     def _predict(self, image: np.ndarray) -> Any:
-        return self.model.predict(
-            image,
-            conf=self.cfg.conf,
-            imgsz=self._imgsz,
-            classes=self.cfg.classes,
-            device=self.cfg.device,
-            verbose=False,
-            **(precision_args(self.precision) if self.runtime == "torch" else {}),
-        )[0]  # type: ignore[index]
+        with self._autocast():
+            return self.model.predict(
+                image,
+                conf=self.cfg.conf,
+                imgsz=self._imgsz,
+                classes=self.cfg.classes,
+                device=self.cfg.device,
+                verbose=False,
+                **(precision_args(self.precision) if self.runtime == "torch" and not self._torch_bf16 else {}),
+            )[0]  # type: ignore[index]
 
     def _first_predict(self, image: np.ndarray) -> Any:
         """:meth:`_predict`, where an exported model loads: its failures become one-line errors. PyTorch
@@ -330,6 +355,13 @@ class Detector:
         fp32 = self.cfg.precision == "fp32"  # an exported folder keeps OpenVINO's choice unless told
         if self._export_runtime == "torch" and self._openvino_precision(self.model, Path(self._weights), fp32):
             r = self._predict(image)  # an exported OpenVINO folder, recompiled at FP32
+        if self.torch_cpu and self._pytorch:
+            self.inference_precision = "bf16" if self._torch_bf16 else "f32"
+            if self.cfg.precision == "fp16" and not self._bf16:
+                log.warning(
+                    "det_precision fp16: PyTorch runs FP32 on this CPU (bf16 needs AMX or AVX512-BF16 and a "
+                    "YOLOv8-style Detect head)"
+                )
         self._restore_threads()
         self._check_classes()
         self._ran = True
@@ -383,6 +415,36 @@ def _no_autoinstall() -> None:
         from ultralytics.utils import checks
 
         checks.AUTOINSTALL = False
+
+
+def _decode_in_fp32(yolo: Any) -> bool:
+    """Make the Detect head of ``yolo`` (an Ultralytics ``YOLO``) decode its boxes in FP32 under bf16
+    autocast; the backbone, neck and head convolutions, nearly all the time, stay in bf16. bf16's 8-bit
+    mantissa puts the pixel coordinates of a 1080p frame on a 4 to 8 px grid: decoded in bf16, boxes
+    move visibly from their FP32 selves and low-score boxes come and go. Wraps the head's
+    ``_inference`` (the decode step of Ultralytics' ``Detect`` and its subclasses); ``False`` where the
+    model has no such head."""
+    import torch
+
+    net = getattr(yolo, "model", None)
+    head = net.model[-1] if net is not None and hasattr(net, "model") else None
+    inference = getattr(head, "_inference", None)
+    if head is None or not callable(inference):
+        return False
+
+    def fp32(x: Any) -> Any:
+        if isinstance(x, torch.Tensor):
+            return x.float()
+        if isinstance(x, (list, tuple)):
+            return type(x)(fp32(v) for v in x)
+        return {k: fp32(v) for k, v in x.items()} if isinstance(x, dict) else x
+
+    def fp32_inference(*args: Any) -> Any:
+        with torch.autocast("cpu", enabled=False):
+            return inference(*(fp32(a) for a in args))
+
+    head._inference = fp32_inference
+    return True
 
 
 def _install_feature_hook(predictor) -> None:

@@ -64,9 +64,9 @@ def load_or_detect(
         ]
         return SequenceDetections(cached, z["detect_ms"], z["read_ms"])
     torch_path = det.runtime in ("auto", "torch") and det.precision != "int8"  # only PyTorch has neck features
-    detector = detector or Detector(
-        replace(det, runtime="torch" if torch_path else det.runtime, capture_features=torch_path)
-    )
+    if torch_path:  # the cache of PyTorch's FP32 boxes has no suffix (cache_path), whatever "auto" picks here
+        det = replace(det, runtime="torch", precision="fp32" if det.precision == "auto" else det.precision)
+    detector = detector or Detector(replace(det, capture_features=torch_path))
     frames: list[Detections] = []
     feats: list[np.ndarray] = []
     detect_ms, read_ms = [], []
