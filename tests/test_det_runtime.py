@@ -9,6 +9,7 @@ import shutil
 import cv2
 import numpy as np
 import pytest
+from conftest import shared_path
 
 from mot_dinov3 import det_export
 from mot_dinov3.config import DetectorConfig
@@ -163,10 +164,53 @@ def test_pytorch_fp16_on_a_cpu_is_bf16_autocast_near_fp32s_boxes(yolov8n, mot17_
         assert auto.precision == "fp32" and auto.inference_precision == "f32"
         pytest.skip("this CPU has no native bf16: PyTorch runs FP32 under auto")
     assert auto.precision == "fp16" and auto.inference_precision == "bf16"
-    assert not any(d.conf.dtype != np.float32 or d.xyxy.dtype != np.float32 for d in dets)
     iou, n_fp32, n_bf16 = _matched(ref, dets)
     assert iou >= 0.97 and abs(n_fp32 - n_bf16) <= max(2, n_fp32 // 50)
     assert iou < 1.0  # it did run in bf16: not FP32's boxes to the last bit
+
+
+def test_an_exported_model_keeps_its_own_precision_under_auto(monkeypatch):
+    """bf16 autocast is for PyTorch models: an exported folder under ``auto`` is not asked for FP16."""
+    from mot_dinov3 import detector as detector_module
+
+    folder = shared_path("weights/yolov8n_int8_openvino_model")
+    monkeypatch.setattr(detector_module, "cpu_bf16", lambda: True)
+    det = detector_module.Detector(DetectorConfig(model=str(folder), imgsz=640, classes=[0], device="cpu"))
+    assert det.runtime == "torch" and det.precision == "fp32" and not det._torch_bf16
+
+
+def test_bf16_autocast_decodes_in_fp32_and_leaves_masks_alone():
+    """The head's decode runs out of autocast on FP32 copies of its floating-point inputs (lists and
+    dicts too); masks and indices pass as they are; a deep copy of the model decodes with its own head."""
+    import copy
+
+    import torch
+
+    from mot_dinov3.detector import _decode_in_fp32
+
+    class Head(torch.nn.Module):
+        def _inference(self, x):
+            return self, torch.is_autocast_enabled("cpu"), x["boxes"].dtype, x["index"].dtype, x["feats"][0].dtype
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = torch.nn.ModuleList([torch.nn.Identity(), Head()])
+
+    class Yolo:
+        model = Net()
+
+    yolo = Yolo()
+    assert _decode_in_fp32(yolo)
+    x = {"boxes": torch.zeros(2, dtype=torch.bfloat16), "index": torch.ones(2, dtype=torch.bool)}
+    x["feats"] = [torch.zeros(1, dtype=torch.bfloat16)]
+    copied = copy.deepcopy(yolo.model)
+    for net in (yolo.model, copied):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            head, autocast, boxes, index, feats = net.model[-1]._inference(x)
+        assert head is net.model[-1] and not autocast
+        assert (boxes, index, feats) == (torch.float32, torch.bool, torch.float32)
+    assert not _decode_in_fp32(type("NoHead", (), {"model": None})())
 
 
 @pytest.mark.slow

@@ -148,9 +148,9 @@ class DetectorConfig:
             ``"auto"``: OpenVINO on a CPU where the ``openvino`` package is installed, else PyTorch.
             Exported models (``*_openvino_model/``, ``.onnx``, ``.engine``) run on their own runtime.
         precision: ``"fp32"``, ``"fp16"`` (PyTorch runs ``half`` on CUDA and bf16 autocast on a CPU
-            with AMX / AVX512-BF16; exports are FP16), ``"int8"`` (OpenVINO, calibrated on ``calib``) or
-            ``"auto"``: FP16 on CUDA, for an OpenVINO export on a CPU (which OpenVINO runs in bf16 on AMX /
-            AVX512-BF16 CPUs, FP32 elsewhere) and for PyTorch on a bf16 CPU, FP32 otherwise
+            with AMX; exports are FP16), ``"int8"`` (OpenVINO, calibrated on ``calib``) or ``"auto"``:
+            FP16 on CUDA, for an OpenVINO export on a CPU (which OpenVINO runs in bf16 on AMX /
+            AVX512-BF16 CPUs, FP32 elsewhere) and for PyTorch on an AMX CPU, FP32 otherwise
             (:func:`mot_dinov3.det_export.resolve_precision`); ``"fp32"`` gives PyTorch's FP32 boxes.
         calib: INT8 calibration frames: a video, MOTChallenge sequence or image folder (the CLI passes
             the tracked source unless ``det_calib`` is given).

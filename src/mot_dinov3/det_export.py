@@ -129,26 +129,26 @@ def resolve_runtime(runtime: str, weights: str, cuda: bool, capture_features: bo
 
 
 def cpu_bf16() -> bool:
-    """Whether this CPU multiplies bf16 natively (AMX or AVX512-BF16: Intel Sapphire Rapids and later,
-    Cooper Lake, AMD Zen 4), where oneDNN runs PyTorch's bf16 convolutions faster than FP32 ones; elsewhere
-    bf16 is emulated and slower. Asks PyTorch's own CPU probes; ``False`` where this PyTorch has none."""
+    """Whether PyTorch should run a detector in bf16 on this CPU: it has AMX (Intel Sapphire Rapids and
+    later), whose tile units give oneDNN's bf16 convolutions far more throughput than FP32 ones. CPUs
+    with AVX512-BF16 alone (Cooper Lake, AMD Zen 4) are left at FP32: their bf16 gain was not measured.
+    Asks PyTorch's own CPU probe; ``False`` where this PyTorch has none."""
     import torch
 
-    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
-    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
+    return bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
 
 
 def resolve_precision(precision: str, runtime: str, cuda: bool, bf16: bool = False) -> str:
     """The precision a run uses: ``precision`` itself unless ``"auto"``.
 
     ``auto`` picks FP16 on CUDA (PyTorch ``half``), for an OpenVINO export on a CPU, and for PyTorch on a
-    CPU that multiplies bf16 natively (``bf16``, :func:`cpu_bf16`); FP32 elsewhere (ONNX Runtime on a
-    CPU runs FP16 no faster). On a CPU, FP16 means the CPU's native reduced precision: OpenVINO's CPU
-    plugin runs an FP16 model in bf16 where the CPU has AMX or AVX512-BF16 and in FP32 elsewhere
-    ("Precision Control" in OpenVINO's docs), so on most CPUs FP16 only halves the file; PyTorch runs
-    under ``torch.autocast("cpu", torch.bfloat16)`` there (FP32 elsewhere). On bf16 CPUs the boxes move
-    slightly (``docs/benchmarks.md`` has the measured loss) for less than half the detector's time. Ask for
-    ``"fp32"`` to get PyTorch's FP32 boxes everywhere.
+    CPU with AMX (``bf16``, :func:`cpu_bf16`); FP32 elsewhere (ONNX Runtime on a CPU runs FP16 no
+    faster). On a CPU, FP16 means the CPU's native reduced precision: OpenVINO's CPU plugin runs an FP16
+    model in bf16 where the CPU has AMX or AVX512-BF16 and in FP32 elsewhere ("Precision Control" in
+    OpenVINO's docs), so on most CPUs FP16 only halves the file; PyTorch runs under
+    ``torch.autocast("cpu", torch.bfloat16)`` (FP32 without AMX). In bf16 the boxes move slightly for a
+    much faster detector (``docs/benchmarks.md`` has both). Ask for ``"fp32"`` to get PyTorch's FP32
+    boxes everywhere.
     """
     if precision != "auto":
         return precision

@@ -13,7 +13,7 @@ Runtimes (``DetectorConfig.runtime``): a ``.pt`` detector runs in PyTorch or, ex
 shape by :mod:`mot_dinov3.det_export`, in OpenVINO, ONNX Runtime or TensorRT; the export is made (or
 read from its cache) when the first frame of a size arrives. PyTorch on a CPU runs on the threads torch
 had before Ultralytics' device selection lowered them to ``cpu_count - 1``, and at FP16 (``auto`` on
-CPUs that multiply bf16 natively) under ``torch.autocast("cpu", torch.bfloat16)``.
+CPUs with AMX) under ``torch.autocast("cpu", torch.bfloat16)``.
 """
 
 from __future__ import annotations
@@ -21,8 +21,10 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import types
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -174,8 +176,8 @@ class Detector:
                 )
             self.model.add_callback("on_predict_start", _install_feature_hook)
         self._pytorch = isinstance(getattr(self.model, "model", None), torch.nn.Module)  # not an exported model
-        if self._pytorch and self._bf16 and not _decode_in_fp32(self.model):
-            self._bf16 = False  # bf16 boxes would be too coarse: PyTorch runs FP32
+        if self._bf16 and not (self._pytorch and _decode_in_fp32(self.model)):
+            self._bf16 = False  # an exported model, or a head whose boxes bf16 would decode too coarsely
             self.precision = resolve_precision(cfg.precision, self.runtime, cuda)
         if self._pytorch:  # exported: known after loading
             self._check_classes()
@@ -303,14 +305,13 @@ class Detector:
 
     @property
     def _torch_bf16(self) -> bool:
-        """PyTorch runs FP16 on a CPU that multiplies bf16 natively: in bf16 autocast (Ultralytics runs
-        ``half`` on CUDA only)."""
+        """PyTorch runs FP16 on an AMX CPU: in bf16 autocast (Ultralytics runs ``half`` on CUDA only)."""
         return self._bf16 and self.precision == "fp16" and self.runtime == "torch" and self._pytorch
 
     def _autocast(self) -> AbstractContextManager[Any]:
         """bf16 autocast where :attr:`_torch_bf16`, a no-op elsewhere. Autocast is per thread, so it
-        wraps each call. Ultralytics' ``half`` is not passed with it: on a CPU it does nothing alone and,
-        under autocast, moves the boxes further from FP32's."""
+        wraps each call. Ultralytics' ``half`` is not passed with it: on a CPU Ultralytics runs a ``.pt``
+        model in FP32 whatever ``half`` says."""
         if self._torch_bf16:
             import torch
 
@@ -359,7 +360,7 @@ class Detector:
             self.inference_precision = "bf16" if self._torch_bf16 else "f32"
             if self.cfg.precision == "fp16" and not self._bf16:
                 log.warning(
-                    "det_precision fp16: PyTorch runs FP32 on this CPU (bf16 needs AMX or AVX512-BF16 and a "
+                    "det_precision fp16: PyTorch runs FP32 on this CPU (its bf16 path needs AMX and a "
                     "YOLOv8-style Detect head)"
                 )
         self._restore_threads()
@@ -421,30 +422,35 @@ def _decode_in_fp32(yolo: Any) -> bool:
     """Make the Detect head of ``yolo`` (an Ultralytics ``YOLO``) decode its boxes in FP32 under bf16
     autocast; the backbone, neck and head convolutions, nearly all the time, stay in bf16. bf16's 8-bit
     mantissa puts the pixel coordinates of a 1080p frame on a 4 to 8 px grid: decoded in bf16, boxes
-    move visibly from their FP32 selves and low-score boxes come and go. Wraps the head's
-    ``_inference`` (the decode step of Ultralytics' ``Detect`` and its subclasses); ``False`` where the
-    model has no such head."""
-    import torch
+    move visibly from their FP32 selves and low-score boxes come and go. Replaces the head's
+    ``_inference`` (the decode step of Ultralytics' ``Detect`` and its subclasses) by a method that
+    casts its floating-point inputs to FP32 and runs the class's own ``_inference`` out of autocast; a
+    bound method, so the predictor's deep copy of the model gets one bound to its own head. ``False``
+    where the model has no such head."""
 
     net = getattr(yolo, "model", None)
     head = net.model[-1] if net is not None and hasattr(net, "model") else None
-    inference = getattr(head, "_inference", None)
+    inference = getattr(type(head), "_inference", None)
     if head is None or not callable(inference):
         return False
+    head._inference = types.MethodType(partial(_fp32_call, inference), head)
+    return True
+
+
+def _fp32_call(method: Any, module: Any, *args: Any) -> Any:
+    """``method(module, *args)`` out of autocast, with the floating-point tensors of ``args`` (also in
+    lists, tuples and dicts) cast to FP32; other tensors (indices, masks) are passed as they are."""
+    import torch
 
     def fp32(x: Any) -> Any:
         if isinstance(x, torch.Tensor):
-            return x.float()
+            return x.float() if x.is_floating_point() else x
         if isinstance(x, (list, tuple)):
             return type(x)(fp32(v) for v in x)
         return {k: fp32(v) for k, v in x.items()} if isinstance(x, dict) else x
 
-    def fp32_inference(*args: Any) -> Any:
-        with torch.autocast("cpu", enabled=False):
-            return inference(*(fp32(a) for a in args))
-
-    head._inference = fp32_inference
-    return True
+    with torch.autocast("cpu", enabled=False):
+        return method(module, *(fp32(a) for a in args))
 
 
 def _install_feature_hook(predictor) -> None:

@@ -48,7 +48,8 @@ def load_or_detect(
 ) -> SequenceDetections:
     """Detections of every frame of ``seq``, from the cache under ``cache_dir`` or computed (and cached)
     now with ``detector`` (default: built from ``det``; in PyTorch unless ``det`` names another runtime or
-    INT8, capturing neck features where PyTorch runs, zeros elsewhere)."""
+    INT8, at FP32 unless ``det`` names a precision (the unsuffixed cache holds PyTorch's FP32 boxes on
+    every device), capturing neck features where PyTorch runs, zeros elsewhere)."""
     path = cache_path(cache_dir, seq, det, tag)
     if path.is_file():
         z = np.load(path)
