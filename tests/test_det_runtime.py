@@ -54,7 +54,7 @@ def test_auto_runtime(monkeypatch):
 def test_auto_precision():
     assert resolve_precision("auto", "openvino", cuda=False) == "fp16"  # OpenVINO's native: bf16 or f32
     assert resolve_precision("auto", "torch", cuda=False) == "fp32"
-    assert resolve_precision("auto", "torch", cuda=False, bf16=True) == "fp16"  # bf16 autocast: AMX, AVX512-BF16
+    assert resolve_precision("auto", "torch", cuda=False, bf16=True) == "fp16"  # bf16 autocast on an AMX CPU
     assert resolve_precision("auto", "onnx", cuda=False, bf16=True) == "fp32"
     assert resolve_precision("fp32", "torch", cuda=False, bf16=True) == "fp32"
     assert resolve_precision("auto", "onnx", cuda=False) == "fp32"  # ONNX Runtime's CPU FP16 is slower
@@ -148,8 +148,8 @@ def test_auto_precision_on_openvino_stays_near_pytorchs_boxes(yolov8n, mot17_09,
 
 @pytest.mark.slow
 def test_pytorch_fp16_on_a_cpu_is_bf16_autocast_near_fp32s_boxes(yolov8n, mot17_09):
-    """On a CPU with native bf16 (AMX, AVX512-BF16) ``auto`` runs PyTorch in bf16 autocast: the boxes
-    move slightly; ``fp32`` keeps PyTorch's FP32 boxes. Elsewhere both run FP32."""
+    """On a CPU with AMX ``auto`` runs PyTorch in bf16 autocast: the boxes move slightly; ``fp32`` keeps
+    PyTorch's FP32 boxes. Elsewhere both run FP32."""
     from mot_dinov3.det_export import cpu_bf16
     from mot_dinov3.detector import Detector
 
@@ -162,7 +162,7 @@ def test_pytorch_fp16_on_a_cpu_is_bf16_autocast_near_fp32s_boxes(yolov8n, mot17_
     dets = [auto(f) for f in frames]
     if not cpu_bf16():
         assert auto.precision == "fp32" and auto.inference_precision == "f32"
-        pytest.skip("this CPU has no native bf16: PyTorch runs FP32 under auto")
+        pytest.skip("this CPU has no AMX: PyTorch runs FP32 under auto")
     assert auto.precision == "fp16" and auto.inference_precision == "bf16"
     iou, n_fp32, n_bf16 = _matched(ref, dets)
     assert iou >= 0.97 and abs(n_fp32 - n_bf16) <= max(2, n_fp32 // 50)

@@ -113,7 +113,8 @@ def track_parser() -> argparse.ArgumentParser:
         choices=DET_PRECISIONS,
         default="auto",
         help="detector precision; auto: fp16 on CUDA and on OpenVINO (computed in bf16 on AMX / AVX512-BF16 CPUs, "
-        "fp32 elsewhere), bf16 autocast for PyTorch on AMX CPUs, else fp32; fp32: PyTorch's FP32 boxes exactly; int8: OpenVINO, calibrated on frames of --det-calib (default: auto)",
+        "fp32 elsewhere), bf16 autocast for PyTorch on AMX CPUs, else fp32; fp32: PyTorch's FP32 boxes exactly; "
+        "int8: OpenVINO, calibrated on frames of --det-calib (default: auto)",
     )
     g.add_argument(
         "--det-calib",
