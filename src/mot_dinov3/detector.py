@@ -306,7 +306,7 @@ class Detector:
     @property
     def _torch_bf16(self) -> bool:
         """PyTorch runs FP16 on an AMX CPU: in bf16 autocast (Ultralytics runs ``half`` on CUDA only)."""
-        return self._bf16 and self.precision == "fp16" and self.runtime == "torch" and self._pytorch
+        return self._bf16 and self.precision == "fp16" and self.runtime == "torch"  # _bf16: a PyTorch model
 
     def _autocast(self) -> AbstractContextManager[Any]:
         """bf16 autocast where :attr:`_torch_bf16`, a no-op elsewhere. Autocast is per thread, so it
